@@ -1,0 +1,71 @@
+/* config.h - server configuration. One table of options drives defaults, the YAML file
+ * (--config FILE), MAGPIE_* environment variables and --flags, plus `magpie --help` and
+ * docs/config.md. Precedence: defaults < YAML file < environment < command line.
+ * Keys reuse WuKongIM's names where a concept matches (addr, wsAddr, httpAddr,
+ * tokenAuthOn, connIdleTime, managerToken, ...). */
+#ifndef MP_CONFIG_H
+#define MP_CONFIG_H
+
+#include <stdio.h>
+
+#include "../common/mp.h"
+
+typedef struct mp_config {
+    /* listeners: "host:port" (a leading scheme like tcp:// or ws:// is accepted and dropped) */
+    char *addr;              /* addr       default 0.0.0.0:5100 (binary protocol over TCP) */
+    char *ws_addr;           /* wsAddr     default 0.0.0.0:5200 */
+    char *http_addr;         /* httpAddr   default 0.0.0.0:5001 */
+    char *data_dir;          /* dataDir    default ./magpie-data */
+    int workers;             /* workers    default 0 = number of CPUs */
+    int token_auth_on;       /* tokenAuthOn default 0 */
+    char *manager_token;     /* managerToken default "" (API open) */
+    int disable_encryption;  /* disableEncryption default 0 */
+    int whitelist_off_of_person; /* whitelistOffOfPerson default 1 */
+    char *durability;        /* durability "fsync" (default) | "interval" */
+    uint32_t sync_interval_ms; /* syncInterval default 100ms (interval mode) */
+    uint64_t store_map_size; /* store.mapSize default 64GiB */
+    uint32_t node_id;        /* nodeId (snowflake node, <= 1023) default 1001 */
+    /* timeouts (durations accept "3m", "4s", "250ms", or plain milliseconds) */
+    uint32_t conn_idle_ms;   /* connIdleTime default 3m */
+    uint32_t preauth_timeout_ms; /* preAuthTimeout default 4s */
+    uint32_t kick_close_delay_ms; /* kickCloseDelay default 2s */
+    /* limits */
+    uint32_t max_packet_size;    /* maxPacketSize default 1048576 (protocol max) */
+    uint32_t max_connections;    /* maxConnections default 1000000 */
+    uint64_t out_buffer_limit;   /* outBufferLimit default 8MiB per connection */
+    uint32_t http_body_limit;    /* httpBodyLimit default 8MiB */
+    uint32_t queue_capacity;     /* queueCapacity default 65536 messages per worker inbox */
+    uint32_t large_group_threshold; /* channel.largeThreshold default 1000 subscribers */
+    /* RECV re-delivery */
+    uint32_t retry_interval_ms;  /* messageRetry.interval default 60s */
+    uint32_t retry_scan_ms;      /* messageRetry.scanInterval default 5s */
+    uint32_t retry_max_count;    /* messageRetry.maxCount default 5 */
+    /* external addresses returned by /route (derived from listeners when empty) */
+    char *external_ip;           /* external.ip default "" -> 127.0.0.1 */
+    char *external_tcp_addr;     /* external.tcpAddr */
+    char *external_ws_addr;      /* external.wsAddr */
+    char *external_wss_addr;     /* external.wssAddr */
+    char *intranet_tcp_addr;     /* intranet.tcpAddr */
+    int log_level;               /* logger.level 1 debug, 2 info (default), 3 warn, 4 error */
+    char *config_file;           /* --config */
+} mp_config;
+
+/* Fill defaults. */
+void config_defaults(mp_config *c);
+/* Defaults, then the YAML file named by --config / MAGPIE_CONFIG, then MAGPIE_* variables,
+ * then argv flags. On error returns MP_EINVAL and writes a message to err.
+ * Returns 1 (not an error) when --help or --version was handled and printed. */
+int config_load(mp_config *c, int argc, char **argv, char *err, size_t errlen);
+/* Parse YAML text (exposed for tests/fuzzing); applies keys over c. */
+int config_apply_yaml(mp_config *c, const char *text, size_t len, char *err, size_t errlen);
+/* Set one option by its key (YAML name, e.g. "tokenAuthOn" or "messageRetry.interval"). */
+int config_set(mp_config *c, const char *key, const char *value, char *err, size_t errlen);
+void config_free(mp_config *c);
+void config_print_help(FILE *f);
+/* Write docs/config.md content (markdown table of every option). */
+void config_print_markdown(FILE *f);
+
+/* Split "scheme://host:port" or "host:port" into host (cap bytes) and port. */
+int config_parse_hostport(const char *addr, char *host, size_t cap, int *port);
+
+#endif

@@ -1,0 +1,63 @@
+/* msg.h - an IM message as it moves through the server: one immutable, reference-counted
+ * allocation shared by the channel owner, the store writer and every delivering worker.
+ * Thread rule: fields are read-only after msg_new(); refs is atomic. */
+#ifndef MP_CORE_MSG_H
+#define MP_CORE_MSG_H
+
+#include <stdatomic.h>
+
+#include "../common/mp.h"
+
+/* Channel types, spec §6.4. */
+enum {
+    CHANNEL_PERSON = 1,
+    CHANNEL_GROUP = 2,
+    CHANNEL_CUSTOMER_SERVICE = 3,
+    CHANNEL_COMMUNITY = 4,
+    CHANNEL_COMMUNITY_TOPIC = 5,
+    CHANNEL_INFO = 6,
+    CHANNEL_DATA = 7,
+    CHANNEL_TEMP = 8,
+    CHANNEL_LIVE = 9,
+    CHANNEL_VISITORS = 10,
+    CHANNEL_AGENT = 11,
+    CHANNEL_AGENT_GROUP = 12,
+};
+
+#define MP_SYSTEM_UID "____system"
+
+/* Message fields. String views; in a struct mp_msg they point into its own data[]. */
+typedef struct msg_fields {
+    int64_t message_id;
+    uint64_t seq;          /* 0 for no_persist */
+    uint32_t timestamp;    /* server seconds */
+    uint32_t expire;
+    uint8_t flags;         /* header bits: PROTO_FLAG_* (no_persist, red_dot, sync_once) */
+    uint8_t setting;
+    uint8_t channel_type;
+    mp_str channel_id;     /* STORED id: fake id "a@b" for person channels */
+    mp_str from_uid;
+    mp_str client_msg_no;
+    mp_str topic;
+    mp_str payload;        /* plaintext */
+} msg_fields;
+
+typedef struct mp_msg {
+    atomic_int refs;
+    msg_fields f;
+    char data[];
+} mp_msg;
+
+/* Copy fields (strings included) into one new allocation with refs = 1. */
+mp_msg *msg_new(const msg_fields *f);
+static inline mp_msg *msg_ref(mp_msg *m) { atomic_fetch_add_explicit(&m->refs, 1, memory_order_relaxed); return m; }
+void msg_unref(mp_msg *m);
+
+/* Person channel fake id (spec §5.3): the uid with the larger CRC32-IEEE goes first,
+ * "A@B"; on a CRC tie `b` goes first. Writes into out (cap >= a.len + b.len + 2),
+ * returns length. */
+uint32_t msg_person_fake_id(mp_str a, mp_str b, char *out);
+/* For a stored person id "x@y" and a viewer uid, return the other uid (the peer). */
+mp_str msg_person_peer(mp_str fake_id, mp_str viewer);
+
+#endif

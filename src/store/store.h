@@ -1,0 +1,134 @@
+/* store.h - durable storage on LMDB (one environment in the data dir).
+ *
+ * Threads: one writer thread owns all writes. Callers on any thread hand it work with
+ * store_submit(); the writer runs many submitted functions inside ONE write transaction
+ * (group commit), commits (fsync per commit in STORE_SYNC_ALWAYS mode) and only then calls
+ * each done callback, on the writer thread. Reads run on any thread inside a read
+ * transaction (store_rtxn_begin); views returned by read functions point into the LMDB map
+ * and stay valid until store_rtxn_end().
+ *
+ * Keys are big-endian so ranges sort: messages by (channel, seq); indexes message_id ->
+ * (channel, seq) and (channel, client_msg_no) -> seq; channel info; channel last seq;
+ * subscriber / blacklist / whitelist sets; device tokens; conversations by (uid, channel);
+ * system uids. A channel is (channel_type, channel_id) with the STORED id (the fake id
+ * "a@b" for person channels). */
+#ifndef MP_STORE_H
+#define MP_STORE_H
+
+#include "../common/mp.h"
+#include "../core/msg.h"
+
+typedef struct store store;
+typedef struct store_wtxn store_wtxn;
+typedef struct store_rtxn store_rtxn;
+
+enum store_sync_mode {
+    STORE_SYNC_ALWAYS = 0,   /* fsync every group commit (default; nothing acknowledged is lost) */
+    STORE_SYNC_INTERVAL = 1, /* fsync every sync_interval_ms; a crash can lose that interval */
+};
+
+typedef struct store_options {
+    const char *dir;            /* created if missing */
+    int sync_mode;
+    uint32_t sync_interval_ms;  /* STORE_SYNC_INTERVAL only */
+    uint64_t map_size;          /* bytes; 0 = default (64 GiB, sparse) */
+    uint32_t max_batch;         /* max submitted ops per commit; 0 = default 4096 */
+} store_options;
+
+/* Open (or create) the store and start the writer thread. */
+int store_open(const store_options *opt, store **out);
+/* Finish every submitted op (done callbacks run), stop the writer, close the environment. */
+void store_close(store *s);
+
+/* ---- writes ---------------------------------------------------------------------- */
+
+/* Runs on the writer thread inside the batch transaction. Return MP_OK to keep the op's
+ * changes, or an error code to discard them (only this op's changes: each op runs in a
+ * nested transaction). */
+typedef int (*store_write_fn)(store_wtxn *txn, void *arg);
+/* Called on the writer thread once the op's batch is durable (status = fn's result), or
+ * failed (status = MP_EIO, nothing of the batch was kept). Must be quick and thread-safe
+ * (typically: post a message to a worker). arg is owned by the caller. */
+typedef void (*store_done_fn)(void *arg, int status);
+
+/* Thread-safe, never blocks on I/O. fn and done may be NULL (done then not called). */
+int store_submit(store *s, store_write_fn fn, store_done_fn done, void *arg);
+
+/* Operations usable inside a store_write_fn. */
+typedef struct store_channel_info {
+    uint8_t ban, disband, send_ban, large, allow_stranger;
+    uint64_t created_ms, updated_ms;
+} store_channel_info;
+
+enum store_set { STORE_SUBSCRIBERS = 0, STORE_BLACKLIST = 1, STORE_WHITELIST = 2 };
+
+typedef struct store_conv {
+    uint8_t type;              /* 0 chat, 1 command */
+    uint64_t readed_to_seq;
+    uint64_t deleted_at_seq;
+    uint64_t created_at_ns;
+    uint64_t updated_at_ns;
+} store_conv;
+
+typedef struct store_device {
+    mp_str token;   /* view */
+    uint8_t level;  /* 0 slave, 1 master */
+} store_device;
+
+/* Append a persisted message. f->seq must be the channel's last seq + 1 (else MP_EINVAL);
+ * writes the message, the message_id and client_msg_no indexes and the channel last seq. */
+int store_txn_append_message(store_wtxn *t, const msg_fields *f);
+int store_txn_get_last_seq(store_wtxn *t, uint8_t type, mp_str id, uint64_t *seq);
+int store_txn_put_channel_info(store_wtxn *t, uint8_t type, mp_str id, const store_channel_info *info);
+int store_txn_get_channel_info(store_wtxn *t, uint8_t type, mp_str id, store_channel_info *info); /* MP_ENOTFOUND */
+/* present = 1 adds uid to the set, 0 removes it (absent is fine). */
+int store_txn_set_member(store_wtxn *t, int set, uint8_t type, mp_str id, mp_str uid, int present);
+int store_txn_clear_set(store_wtxn *t, int set, uint8_t type, mp_str id);
+int store_txn_put_device(store_wtxn *t, mp_str uid, uint8_t device_flag, mp_str token, uint8_t level);
+int store_txn_get_conv(store_wtxn *t, mp_str uid, uint8_t type, mp_str id, store_conv *c); /* MP_ENOTFOUND */
+int store_txn_put_conv(store_wtxn *t, mp_str uid, uint8_t type, mp_str id, const store_conv *c);
+int store_txn_del_conv(store_wtxn *t, mp_str uid, uint8_t type, mp_str id);
+int store_txn_set_sysuid(store_wtxn *t, mp_str uid, int present);
+
+/* ---- reads (any thread) ------------------------------------------------------------ */
+
+int store_rtxn_begin(store *s, store_rtxn **out);
+void store_rtxn_end(store_rtxn *r);
+
+/* 0 when the channel has no message. */
+int store_get_last_seq(store_rtxn *r, uint8_t type, mp_str id, uint64_t *seq);
+int store_get_channel_info(store_rtxn *r, uint8_t type, mp_str id, store_channel_info *info); /* MP_ENOTFOUND */
+int store_get_message(store_rtxn *r, uint8_t type, mp_str id, uint64_t seq, msg_fields *out); /* MP_ENOTFOUND */
+int store_get_message_by_id(store_rtxn *r, int64_t message_id, msg_fields *out);
+int store_get_message_by_client_msg_no(store_rtxn *r, uint8_t type, mp_str id, mp_str client_msg_no, msg_fields *out);
+
+/* Visit messages with lo <= seq <= hi (hi = UINT64_MAX for unbounded), ascending, or
+ * descending when reverse != 0, at most limit of them. cb returns nonzero to stop. */
+typedef int (*store_msg_cb)(void *ctx, const msg_fields *m);
+int store_scan_messages(store_rtxn *r, uint8_t type, mp_str id, uint64_t lo, uint64_t hi, int reverse, size_t limit,
+                        store_msg_cb cb, void *ctx);
+
+typedef int (*store_uid_cb)(void *ctx, mp_str uid);
+int store_scan_set(store_rtxn *r, int set, uint8_t type, mp_str id, store_uid_cb cb, void *ctx);
+int store_set_contains(store_rtxn *r, int set, uint8_t type, mp_str id, mp_str uid); /* 1 yes, 0 no */
+/* Count members of a set (for "has any whitelist entry"). */
+int store_set_count(store_rtxn *r, int set, uint8_t type, mp_str id, uint64_t *count);
+
+int store_get_device(store_rtxn *r, mp_str uid, uint8_t device_flag, store_device *out); /* MP_ENOTFOUND */
+
+int store_get_conv(store_rtxn *r, mp_str uid, uint8_t type, mp_str id, store_conv *c); /* MP_ENOTFOUND */
+typedef int (*store_conv_cb)(void *ctx, uint8_t type, mp_str id, const store_conv *c);
+int store_scan_convs(store_rtxn *r, mp_str uid, store_conv_cb cb, void *ctx);
+
+int store_scan_sysuids(store_rtxn *r, store_uid_cb cb, void *ctx);
+
+/* Every channel that has info or messages (for start-up and admin listing). */
+typedef int (*store_chan_cb)(void *ctx, uint8_t type, mp_str id);
+int store_scan_channels(store_rtxn *r, store_chan_cb cb, void *ctx);
+
+/* Serialization of a message record, exposed for tests and tools. */
+size_t store_msg_encoded_size(const msg_fields *f);
+void store_msg_encode(const msg_fields *f, uint8_t *out);
+int store_msg_decode(const uint8_t *p, size_t len, msg_fields *out); /* views into p */
+
+#endif
