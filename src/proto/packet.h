@@ -89,7 +89,8 @@ typedef struct proto_frame {
 int proto_frame_parse(const uint8_t *buf, size_t len, uint32_t max_remaining, proto_frame *out);
 
 /* Varint (remaining length). encode returns bytes written into out[4] (0 for value 0 is
- * NOT used: we write 0x00 for 0). decode: MP_OK / MP_EAGAIN / MP_EPROTO, *used = bytes read. */
+ * NOT used: we write 0x00 for 0), or MP_EINVAL for value > 268435455.
+ * decode: MP_OK / MP_EAGAIN / MP_EPROTO, *used = bytes read. */
 int proto_varint_encode(uint32_t value, uint8_t out[4]);
 int proto_varint_decode(const uint8_t *buf, size_t len, uint32_t *value, size_t *used);
 
@@ -204,7 +205,9 @@ int proto_decode_suback(const uint8_t *body, size_t len, uint8_t flags, proto_su
 int proto_decode_event(const uint8_t *body, size_t len, uint8_t flags, proto_event *out);
 
 /* Encoders: append one whole packet to out. Return MP_OK, or MP_EINVAL if a string is
- * longer than 32767 bytes (nothing is appended then). CONNACK's header byte is
+ * longer than 32767 bytes or the body exceeds 268435455 bytes (nothing is appended then).
+ * The packet's strings must not point into `out` itself (it may be reallocated).
+ * Version 0 encodes/decodes like 1; versions above 5 like 5. CONNACK's header byte is
  * 0x20 | has_server_version (serverVersion byte written only then); nodeId at v>=4.
  * PING/PONG are the single bytes 0x70 / 0x80. */
 int proto_encode_connect(const proto_connect *p, mp_buf *out);

@@ -30,7 +30,7 @@ enum store_sync_mode {
 typedef struct store_options {
     const char *dir;            /* created if missing */
     int sync_mode;
-    uint32_t sync_interval_ms;  /* STORE_SYNC_INTERVAL only */
+    uint32_t sync_interval_ms;  /* STORE_SYNC_INTERVAL only; 0 = default 100 */
     uint64_t map_size;          /* bytes; 0 = default (64 GiB, sparse) */
     uint32_t max_batch;         /* max submitted ops per commit; 0 = default 4096 */
 } store_options;
@@ -44,17 +44,28 @@ void store_close(store *s);
 
 /* Runs on the writer thread inside the batch transaction. Return MP_OK to keep the op's
  * changes, or an error code to discard them (only this op's changes: each op runs in a
- * nested transaction). */
+ * nested transaction). When a store_txn_* call fails, return its error: an op whose LMDB
+ * calls failed is discarded even if it returns MP_OK. fn may run more than once (the
+ * writer re-runs a whole batch after growing a full map), so it must have no effects
+ * outside the transaction except on its own arg. */
 typedef int (*store_write_fn)(store_wtxn *txn, void *arg);
 /* Called on the writer thread once the op's batch is durable (status = fn's result), or
  * failed (status = MP_EIO, nothing of the batch was kept). Must be quick and thread-safe
  * (typically: post a message to a worker). arg is owned by the caller. */
 typedef void (*store_done_fn)(void *arg, int status);
 
-/* Thread-safe, never blocks on I/O. fn and done may be NULL (done then not called). */
+/* Thread-safe, never blocks on I/O. fn and done may be NULL (done then not called); an op
+ * with fn == NULL is a barrier: done(arg, MP_OK) runs once every op submitted before it is
+ * committed. Returns MP_ECLOSED once store_close() has started (also from done callbacks
+ * running during the final drain); done is then not called. */
 int store_submit(store *s, store_write_fn fn, store_done_fn done, void *arg);
 
-/* Operations usable inside a store_write_fn. */
+/* Operations usable inside a store_write_fn.
+ * Keys are limited by LMDB to STORE_MAX_KEY bytes; a call whose key would be longer returns
+ * MP_ETOOBIG. Sizes: channel key = 3 + id; message = channel key + 8; client_msg_no index =
+ * channel key + client_msg_no; set member = channel key + uid; conversation = 2 + uid +
+ * channel key; device = 3 + uid; system uid = uid (must be non-empty). */
+#define STORE_MAX_KEY 511
 typedef struct store_channel_info {
     uint8_t ban, disband, send_ban, large, allow_stranger;
     uint64_t created_ms, updated_ms;
@@ -103,7 +114,8 @@ int store_get_message_by_id(store_rtxn *r, int64_t message_id, msg_fields *out);
 int store_get_message_by_client_msg_no(store_rtxn *r, uint8_t type, mp_str id, mp_str client_msg_no, msg_fields *out);
 
 /* Visit messages with lo <= seq <= hi (hi = UINT64_MAX for unbounded), ascending, or
- * descending when reverse != 0, at most limit of them. cb returns nonzero to stop. */
+ * descending when reverse != 0, at most limit of them (0 = no limit). cb returns nonzero
+ * to stop. */
 typedef int (*store_msg_cb)(void *ctx, const msg_fields *m);
 int store_scan_messages(store_rtxn *r, uint8_t type, mp_str id, uint64_t lo, uint64_t hi, int reverse, size_t limit,
                         store_msg_cb cb, void *ctx);
@@ -125,6 +137,25 @@ int store_scan_sysuids(store_rtxn *r, store_uid_cb cb, void *ctx);
 /* Every channel that has info or messages (for start-up and admin listing). */
 typedef int (*store_chan_cb)(void *ctx, uint8_t type, mp_str id);
 int store_scan_channels(store_rtxn *r, store_chan_cb cb, void *ctx);
+
+/* Set reads inside a write op (e.g. delete the conversation rows of every subscriber).
+ * cb must not change the set it is visiting. */
+int store_txn_scan_set(store_wtxn *t, int set, uint8_t type, mp_str id, store_uid_cb cb, void *ctx);
+int store_txn_set_contains(store_wtxn *t, int set, uint8_t type, mp_str id, mp_str uid); /* 1 yes, 0 no */
+
+/* Writer counters (for /varz and tests). Any thread. */
+typedef struct store_stats {
+    uint64_t submitted;       /* ops accepted by store_submit */
+    uint64_t completed;       /* ops finished (done called, or would have been) */
+    uint64_t queued;          /* ops waiting for the writer now */
+    uint64_t commits;         /* batch transactions committed */
+    uint64_t commit_failures; /* batches whose ops all got MP_EIO */
+    uint64_t largest_batch;   /* most ops taken in one batch */
+    uint64_t map_resizes;     /* times the map was grown after MDB_MAP_FULL */
+    uint64_t syncs;           /* explicit fsyncs (STORE_SYNC_INTERVAL mode) */
+    uint64_t map_size;        /* current map size in bytes */
+} store_stats;
+void store_get_stats(store *s, store_stats *out);
 
 /* Serialization of a message record, exposed for tests and tools. */
 size_t store_msg_encoded_size(const msg_fields *f);

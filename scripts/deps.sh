@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Install the Debian packages Magpie needs to build and test (only the missing ones).
+set -euo pipefail
+PKGS=(build-essential cmake pkg-config libuv1-dev libssl-dev liblmdb-dev libjansson-dev libyaml-dev
+      libh2o-dev zlib1g-dev libcmocka-dev)
+command -v node >/dev/null 2>&1 || PKGS+=(nodejs)
+command -v npm >/dev/null 2>&1 || PKGS+=(npm)
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+SUDO=""
+[ "$(id -u)" -ne 0 ] && SUDO="sudo"
+echo "installing: ${missing[*]}"
+$SUDO apt-get update -q
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q "${missing[@]}"

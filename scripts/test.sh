@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The whole test suite: dependencies, build, unit tests (ctest), then the end-to-end suite
+# against the real binary with 1 and with 2 workers. MAGPIE_SANITIZE=1 runs it all under
+# AddressSanitizer + UndefinedBehaviorSanitizer (build dir build-asan).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ "${MAGPIE_SANITIZE:-0}" = "1" ]; then
+  export BUILD_DIR=${BUILD_DIR:-build-asan}
+  export ASAN_OPTIONS=${ASAN_OPTIONS:-abort_on_error=1:detect_leaks=0}
+  export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+fi
+BUILD_DIR=${BUILD_DIR:-build}
+./scripts/deps.sh
+./scripts/build.sh
+(cd "$BUILD_DIR" && ctest --output-on-failure)
+(cd tests/e2e && npm ci --no-audit --no-fund --loglevel=error)
+for w in 1 2; do
+  echo "== end-to-end suite, --workers $w =="
+  (cd tests/e2e && MAGPIE_BIN="$PWD/../../$BUILD_DIR/magpie" MAGPIE_TEST_WORKERS=$w npm test)
+done

@@ -1,0 +1,462 @@
+/* channel.c - channel owners: permission checks, de-duplication, sequencing, commit,
+ * SENDACK and fan-out. State here is touched only by the owning worker. */
+#include "channel.h"
+
+#include "../common/log.h"
+#include "../common/map.h"
+#include "../core/presence.h"
+#include "../proto/packet.h"
+#include "../session/session.h"
+#include "../store/store.h"
+
+typedef struct chan {
+    uint8_t type;
+    mp_str id;            /* owned copy */
+    int seq_loaded;
+    uint64_t last_seq;    /* last ASSIGNED seq (committed or in flight) */
+    int subs_loaded;
+    mp_str *subs;         /* cached subscriber list for fan-out */
+    char *subs_text;
+    size_t n_subs;
+    mp_map *inflight;     /* from_uid "\0" client_msg_no -> send_op awaiting commit */
+} chan;
+
+struct chan_mgr {
+    mp_map *chans; /* type byte + id -> chan */
+};
+
+/* A send travelling to the owner, through the store, and back. Strings live in `text`. */
+typedef struct send_op {
+    chan_send r;
+    int owner;
+    int status;
+    chan *ch;
+    mp_msg *m;
+    struct send_op *dups; /* duplicates (same client_msg_no) waiting for this commit */
+    struct send_op *next_dup;
+    char text[];
+} send_op;
+
+static void chan_free_one(void *p) {
+    chan *c = p;
+    free((void *)c->id.p);
+    free(c->subs);
+    free(c->subs_text);
+    map_free(c->inflight, NULL);
+    free(c);
+}
+
+void chan_init(worker *w) {
+    w->chans = mp_calloc(1, sizeof(struct chan_mgr));
+    w->chans->chans = map_new();
+}
+
+void chan_free(worker *w) {
+    if (!w->chans) return;
+    map_free(w->chans->chans, chan_free_one);
+    free(w->chans);
+    w->chans = NULL;
+}
+
+int chan_owner_of(uint8_t type, mp_str stored_id) {
+    uint64_t h = mp_hash(stored_id.p, stored_id.len) ^ ((uint64_t)type * 0x9E3779B97F4A7C15ull);
+    return (int)(h % (uint64_t)workers_count());
+}
+
+static chan *chan_get(worker *w, uint8_t type, mp_str id) {
+    char stack[256];
+    size_t klen = (size_t)id.len + 1;
+    char *key = klen <= sizeof stack ? stack : mp_malloc(klen);
+    key[0] = (char)type;
+    memcpy(key + 1, id.p, id.len);
+    chan *c = map_get(w->chans->chans, key, klen);
+    if (!c) {
+        c = mp_calloc(1, sizeof *c);
+        c->type = type;
+        c->id = (mp_str){mp_strndup(id.p, id.len), id.len};
+        c->inflight = map_new();
+        map_put(w->chans->chans, key, klen, c);
+    }
+    if (key != stack) free(key);
+    return c;
+}
+
+/* ---- cached state -------------------------------------------------------------------- */
+
+static int load_seq(chan *c) {
+    if (c->seq_loaded) return MP_OK;
+    store_rtxn *r;
+    int rc = store_rtxn_begin(im_store(), &r);
+    if (rc != MP_OK) return rc;
+    rc = store_get_last_seq(r, c->type, c->id, &c->last_seq);
+    store_rtxn_end(r);
+    if (rc == MP_OK) c->seq_loaded = 1;
+    return rc;
+}
+
+typedef struct subs_acc {
+    mp_buf text;
+    uint32_t *lens;
+    size_t n, cap;
+} subs_acc;
+
+static int collect_uid(void *ctx, mp_str uid) {
+    subs_acc *a = ctx;
+    if (a->n == a->cap) {
+        a->cap = a->cap ? a->cap * 2 : 64;
+        a->lens = mp_realloc(a->lens, a->cap * sizeof(uint32_t));
+    }
+    a->lens[a->n++] = uid.len;
+    mp_buf_append(&a->text, uid.p, uid.len);
+    return 0;
+}
+
+static int load_subs(chan *c) {
+    if (c->subs_loaded) return MP_OK;
+    store_rtxn *r;
+    int rc = store_rtxn_begin(im_store(), &r);
+    if (rc != MP_OK) return rc;
+    subs_acc a = {MP_BUF_INIT, NULL, 0, 0};
+    rc = store_scan_set(r, STORE_SUBSCRIBERS, c->type, c->id, collect_uid, &a);
+    store_rtxn_end(r);
+    if (rc != MP_OK) {
+        mp_buf_free(&a.text);
+        free(a.lens);
+        return rc;
+    }
+    free(c->subs);
+    free(c->subs_text);
+    c->subs_text = (char *)a.text.data;
+    c->subs = mp_malloc((a.n ? a.n : 1) * sizeof(mp_str));
+    size_t off = 0;
+    for (size_t i = 0; i < a.n; i++) {
+        c->subs[i] = (mp_str){c->subs_text + off, a.lens[i]};
+        off += a.lens[i];
+    }
+    c->n_subs = a.n;
+    free(a.lens);
+    c->subs_loaded = 1;
+    return MP_OK;
+}
+
+typedef struct inval_req {
+    uint8_t type;
+    uint32_t len;
+    char id[];
+} inval_req;
+
+static void do_invalidate(worker *w, void *arg) {
+    inval_req *r = arg;
+    chan *c = chan_get(w, r->type, (mp_str){r->id, r->len});
+    c->subs_loaded = 0;
+    free(r);
+}
+
+void chan_invalidate(uint8_t type, mp_str stored_id) {
+    inval_req *r = mp_malloc(sizeof *r + stored_id.len);
+    r->type = type;
+    r->len = stored_id.len;
+    memcpy(r->id, stored_id.p, stored_id.len);
+    worker_post(chan_owner_of(type, stored_id), do_invalidate, r);
+}
+
+/* ---- permission checks (spec §5.6) ---------------------------------------------------- */
+
+static int is_public_type(uint8_t t) {
+    return t == CHANNEL_CUSTOMER_SERVICE || t == CHANNEL_INFO || t == CHANNEL_VISITORS || t == CHANNEL_AGENT;
+}
+
+static uint8_t check_person(store_rtxn *r, const chan_send *s) {
+    mp_str from = s->f.from_uid, to = s->peer_uid;
+    if (store_set_contains(r, STORE_BLACKLIST, CHANNEL_PERSON, to, from) == 1) return REASON_IN_BLACKLIST;
+    if (!im_config()->whitelist_off_of_person && !mp_str_eq(from, to) &&
+        store_set_contains(r, STORE_WHITELIST, CHANNEL_PERSON, to, from) != 1)
+        return REASON_NOT_IN_WHITELIST;
+    return REASON_SUCCESS;
+}
+
+static uint8_t check_member(store_rtxn *r, const chan_send *s, int has_info) {
+    uint8_t t = s->f.channel_type;
+    mp_str id = s->f.channel_id, from = s->f.from_uid;
+    if (store_set_contains(r, STORE_BLACKLIST, t, id, from) == 1) return REASON_IN_BLACKLIST;
+    if (store_set_contains(r, STORE_SUBSCRIBERS, t, id, from) != 1) {
+        uint64_t n = 0;
+        store_set_count(r, STORE_SUBSCRIBERS, t, id, &n);
+        return (has_info || n > 0) ? REASON_SUBSCRIBER_NOT_EXIST : REASON_CHANNEL_NOT_EXIST;
+    }
+    uint64_t nwhite = 0;
+    store_set_count(r, STORE_WHITELIST, t, id, &nwhite);
+    if (nwhite > 0 && store_set_contains(r, STORE_WHITELIST, t, id, from) != 1) return REASON_NOT_IN_WHITELIST;
+    return REASON_SUCCESS;
+}
+
+static uint8_t check_send(const chan_send *s) {
+    store_rtxn *r;
+    if (store_rtxn_begin(im_store(), &r) != MP_OK) return REASON_SYSTEM_ERROR;
+    uint8_t t = s->f.channel_type;
+    uint8_t reason = REASON_SUCCESS;
+    store_channel_info info;
+    if (!s->from_api && store_get_channel_info(r, CHANNEL_PERSON, s->f.from_uid, &info) == MP_OK && info.send_ban)
+        reason = REASON_SEND_BAN;
+    int has_info = store_get_channel_info(r, t, s->f.channel_id, &info) == MP_OK;
+    if (reason == REASON_SUCCESS && has_info && !is_public_type(t)) {
+        if (info.ban) reason = REASON_BAN;
+        else if (info.disband) reason = REASON_DISBAND;
+    }
+    if (reason == REASON_SUCCESS && t == CHANNEL_PERSON) {
+        if (!s->from_api) reason = check_person(r, s);
+    } else if (reason == REASON_SUCCESS && !is_public_type(t)) {
+        if (!s->from_api) {
+            reason = check_member(r, s, has_info);
+        } else if (!has_info) {
+            uint64_t n = 0;
+            store_set_count(r, STORE_SUBSCRIBERS, t, s->f.channel_id, &n);
+            if (n == 0) reason = REASON_CHANNEL_NOT_EXIST;
+        }
+    }
+    store_rtxn_end(r);
+    return reason;
+}
+
+/* ---- replies --------------------------------------------------------------------------- */
+
+typedef struct api_reply {
+    im_done_fn done;
+    void *ctx;
+    im_result res;
+    char cmn[];
+} api_reply;
+
+static void do_api_reply(worker *w, void *arg) {
+    (void)w;
+    api_reply *a = arg;
+    a->res.client_msg_no = mp_str_c(a->cmn);
+    a->done(a->ctx, &a->res);
+    free(a);
+}
+
+typedef struct ack_reply {
+    uint64_t conn_id;
+    int64_t message_id;
+    uint64_t seq;
+    uint32_t client_seq;
+    uint8_t flags, reason;
+} ack_reply;
+
+static void do_ack_reply(worker *w, void *arg) {
+    ack_reply *a = arg;
+    session_sendack(w, a->conn_id, a->flags, a->message_id, a->client_seq, a->seq, a->reason);
+    free(a);
+}
+
+static void reply(const chan_send *r, uint8_t reason, int64_t message_id, uint64_t seq) {
+    if (r->done) {
+        api_reply *a = mp_calloc(1, sizeof *a + r->f.client_msg_no.len + 1);
+        a->done = r->done;
+        a->ctx = r->ctx;
+        a->res.status = reason == REASON_SUCCESS ? MP_OK : MP_EPERM;
+        a->res.reason = reason;
+        a->res.message_id = message_id;
+        a->res.message_seq = seq;
+        a->res.error = reason == REASON_SUCCESS ? NULL : "message refused";
+        memcpy(a->cmn, r->f.client_msg_no.p, r->f.client_msg_no.len);
+        worker_post(r->origin_worker, do_api_reply, a);
+    } else if (r->conn_id) {
+        ack_reply *a = mp_malloc(sizeof *a);
+        *a = (ack_reply){r->conn_id, message_id, seq, r->client_seq, r->ack_flags, reason};
+        worker_post(r->origin_worker, do_ack_reply, a);
+    }
+}
+
+/* ---- fan-out --------------------------------------------------------------------------- */
+
+static int conversations_kept(uint8_t t) { return t != CHANNEL_DATA && t != CHANNEL_TEMP && t != CHANNEL_LIVE; }
+
+static void fan_out(chan *c, const chan_send *r, mp_msg *m) {
+    if (c->type == CHANNEL_PERSON) {
+        mp_str uids[2];
+        size_t n = 0;
+        mp_str from = m->f.from_uid, peer = msg_person_peer(m->f.channel_id, from);
+        if (!mp_str_eq_c(from, MP_SYSTEM_UID)) uids[n++] = from;
+        if (!mp_str_eq(peer, from) && !mp_str_eq_c(peer, MP_SYSTEM_UID)) uids[n++] = peer;
+        presence_deliver(m, uids, n, r->conn_id);
+        return;
+    }
+    if (load_subs(c) != MP_OK) {
+        LOG_ERROR("channel", "cannot load subscribers of %.*s: message stored but not pushed", (int)c->id.len,
+                  c->id.p);
+        return;
+    }
+    presence_deliver(m, c->subs, c->n_subs, r->conn_id);
+}
+
+/* ---- commit ------------------------------------------------------------------------------ */
+
+static void touch_conv(store_wtxn *t, mp_str uid, uint8_t type, mp_str id, uint64_t read_to, uint64_t now_ns) {
+    store_conv cv;
+    if (store_txn_get_conv(t, uid, type, id, &cv) != MP_OK) {
+        memset(&cv, 0, sizeof cv);
+        cv.created_at_ns = now_ns;
+    }
+    if (read_to > cv.readed_to_seq) cv.readed_to_seq = read_to;
+    cv.updated_at_ns = now_ns;
+    store_txn_put_conv(t, uid, type, id, &cv);
+}
+
+/* Writer thread: append the message and keep conversations (spec §5.9): person chats get
+ * rows for both sides; the sender has read everything up to its own message. Group
+ * members' unread counts are computed from the channel's last seq (read diffusion). */
+static int write_message(store_wtxn *t, void *arg) {
+    send_op *op = arg;
+    const msg_fields *f = &op->m->f;
+    int rc = store_txn_append_message(t, f);
+    if (rc != MP_OK || !conversations_kept(f->channel_type)) return rc;
+    uint64_t now = mp_now_ns();
+    mp_str from = f->from_uid;
+    int from_system = mp_str_eq_c(from, MP_SYSTEM_UID);
+    if (f->channel_type == CHANNEL_PERSON) {
+        mp_str peer = msg_person_peer(f->channel_id, from);
+        if (!from_system) touch_conv(t, from, f->channel_type, f->channel_id, f->seq, now);
+        if (!mp_str_eq(peer, from) && !mp_str_eq_c(peer, MP_SYSTEM_UID))
+            touch_conv(t, peer, f->channel_type, f->channel_id, 0, now);
+    } else if (!from_system) {
+        store_conv cv;
+        if (store_txn_get_conv(t, from, f->channel_type, f->channel_id, &cv) == MP_OK)
+            touch_conv(t, from, f->channel_type, f->channel_id, f->seq, now);
+    }
+    return MP_OK;
+}
+
+static void do_committed(worker *w, void *arg) {
+    (void)w;
+    send_op *op = arg;
+    chan *c = op->ch;
+    mp_msg *m = op->m;
+    if (op->r.f.client_msg_no.len) {
+        mp_buf key = MP_BUF_INIT;
+        mp_buf_append(&key, m->f.from_uid.p, m->f.from_uid.len);
+        mp_buf_append_u8(&key, 0);
+        mp_buf_append(&key, m->f.client_msg_no.p, m->f.client_msg_no.len);
+        map_del(c->inflight, key.data, key.len);
+        mp_buf_free(&key);
+    }
+    if (op->status == MP_OK) {
+        reply(&op->r, REASON_SUCCESS, m->f.message_id, m->f.seq);
+        for (send_op *d = op->dups; d; d = d->next_dup) reply(&d->r, REASON_SUCCESS, m->f.message_id, m->f.seq);
+        fan_out(c, &op->r, m);
+    } else {
+        LOG_ERROR("channel", "store append failed for seq %llu: %s", (unsigned long long)m->f.seq,
+                  mp_strerror(op->status));
+        c->seq_loaded = 0; /* re-read the durable last seq before the next send */
+        reply(&op->r, REASON_SYSTEM_ERROR, m->f.message_id, 0);
+        for (send_op *d = op->dups; d; d = d->next_dup) reply(&d->r, REASON_SYSTEM_ERROR, m->f.message_id, 0);
+    }
+    while (op->dups) {
+        send_op *d = op->dups;
+        op->dups = d->next_dup;
+        free(d);
+    }
+    msg_unref(m);
+    free(op);
+}
+
+static void on_store_done(void *arg, int status) {
+    send_op *op = arg;
+    op->status = status;
+    worker_post(op->owner, do_committed, op);
+}
+
+/* ---- the owner's send path ---------------------------------------------------------------- */
+
+/* A committed message with the same client_msg_no from the same sender: answer with it. */
+static int find_committed_duplicate(const chan_send *s, int64_t *id, uint64_t *seq) {
+    store_rtxn *r;
+    if (store_rtxn_begin(im_store(), &r) != MP_OK) return 0;
+    msg_fields old;
+    int found = store_get_message_by_client_msg_no(r, s->f.channel_type, s->f.channel_id, s->f.client_msg_no, &old) ==
+                    MP_OK &&
+                mp_str_eq(old.from_uid, s->f.from_uid);
+    if (found) {
+        *id = old.message_id;
+        *seq = old.seq;
+    }
+    store_rtxn_end(r);
+    return found;
+}
+
+static void do_send(worker *w, void *arg) {
+    send_op *op = arg;
+    chan_send *s = &op->r;
+    chan *c = chan_get(w, s->f.channel_type, s->f.channel_id);
+    op->ch = c;
+    uint8_t reason = check_send(s);
+    if (reason != REASON_SUCCESS) {
+        reply(s, reason, s->f.message_id, 0);
+        free(op);
+        return;
+    }
+    if (s->f.flags & PROTO_FLAG_NOPERSIST) { /* delivered, not stored: seq 0 */
+        mp_msg *m = msg_new(&s->f);
+        reply(s, REASON_SUCCESS, m->f.message_id, 0);
+        fan_out(c, s, m);
+        msg_unref(m);
+        free(op);
+        return;
+    }
+    mp_buf key = MP_BUF_INIT;
+    if (s->f.client_msg_no.len) {
+        mp_buf_append(&key, s->f.from_uid.p, s->f.from_uid.len);
+        mp_buf_append_u8(&key, 0);
+        mp_buf_append(&key, s->f.client_msg_no.p, s->f.client_msg_no.len);
+        send_op *first = map_get(c->inflight, key.data, key.len);
+        int64_t old_id;
+        uint64_t old_seq;
+        if (first) { /* same message still committing: answer together */
+            op->next_dup = first->dups;
+            first->dups = op;
+            mp_buf_free(&key);
+            return;
+        }
+        if (find_committed_duplicate(s, &old_id, &old_seq)) {
+            reply(s, REASON_SUCCESS, old_id, old_seq);
+            mp_buf_free(&key);
+            free(op);
+            return;
+        }
+    }
+    if (load_seq(c) != MP_OK) {
+        reply(s, REASON_SYSTEM_ERROR, s->f.message_id, 0);
+        mp_buf_free(&key);
+        free(op);
+        return;
+    }
+    s->f.seq = ++c->last_seq;
+    op->m = msg_new(&s->f);
+    op->owner = w->index;
+    if (key.len) map_put(c->inflight, key.data, key.len, op);
+    mp_buf_free(&key);
+    store_submit(im_store(), write_message, on_store_done, op);
+}
+
+static mp_str copy_str(char **cur, mp_str s) {
+    mp_str r = {*cur, s.len};
+    if (s.len) memcpy(*cur, s.p, s.len);
+    *cur += s.len;
+    return r;
+}
+
+void chan_submit_send(const chan_send *r) {
+    const msg_fields *f = &r->f;
+    size_t n = (size_t)f->channel_id.len + f->from_uid.len + f->client_msg_no.len + f->topic.len + f->payload.len +
+               r->peer_uid.len;
+    send_op *op = mp_calloc(1, sizeof *op + n);
+    op->r = *r;
+    char *cur = op->text;
+    op->r.f.channel_id = copy_str(&cur, f->channel_id);
+    op->r.f.from_uid = copy_str(&cur, f->from_uid);
+    op->r.f.client_msg_no = copy_str(&cur, f->client_msg_no);
+    op->r.f.topic = copy_str(&cur, f->topic);
+    op->r.f.payload = copy_str(&cur, f->payload);
+    op->r.peer_uid = copy_str(&cur, r->peer_uid);
+    worker_post(chan_owner_of(f->channel_type, f->channel_id), do_send, op);
+}

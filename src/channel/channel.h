@@ -1,0 +1,35 @@
+/* channel.h - the channel owner (DESIGN.md §3/§4): one worker per channel checks
+ * permissions, de-duplicates by client_msg_no, assigns message_seq, hands the message to
+ * the store writer, and after the commit answers the sender and starts the fan-out.
+ * Functions may be called on any worker; they post to the channel's owner. */
+#ifndef MP_CHANNEL_H
+#define MP_CHANNEL_H
+
+#include "../core/im.h"
+#include "../core/msg.h"
+#include "../core/worker.h"
+
+void chan_init(worker *w);
+void chan_free(worker *w);
+
+typedef struct chan_send {
+    /* origin: a connection (conn_id != 0) or an API caller (done != NULL) */
+    int origin_worker;
+    uint64_t conn_id;
+    uint32_t client_seq;
+    uint8_t ack_flags;   /* SEND header flags, echoed in SENDACK */
+    int from_api;        /* system device: skips sender checks */
+    im_done_fn done;
+    void *ctx;
+    msg_fields f;        /* message_id and timestamp set; seq assigned by the owner */
+    mp_str peer_uid;     /* person channels: the recipient uid */
+} chan_send;
+
+/* Copy r (and its strings) and route it to the channel owner. */
+void chan_submit_send(const chan_send *r);
+/* Subscriber set of a channel changed: the owner drops its cached copy. */
+void chan_invalidate(uint8_t type, mp_str stored_id);
+/* The stored key of a channel: type byte + id (for worker_owner_of). */
+int chan_owner_of(uint8_t type, mp_str stored_id);
+
+#endif

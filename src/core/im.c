@@ -1,0 +1,412 @@
+/* im.c - the core's entry points for the edges (im.h), message ids, id rules.
+ * Mutations run as store write functions (so read-modify-write of conversations and
+ * channel info is serialized by the single writer) and answer after the commit. */
+#include "im.h"
+
+#include <openssl/rand.h>
+#include <stdatomic.h>
+
+#include "../channel/channel.h"
+#include "../common/log.h"
+#include "../proto/packet.h"
+#include "presence.h"
+#include "worker.h"
+
+static store *g_store;
+static const mp_config *g_cfg;
+static _Atomic uint64_t g_last_id;
+
+#define SNOWFLAKE_EPOCH_MS 1288834974657ull
+
+void im_init(const mp_config *cfg, store *s) {
+    g_cfg = cfg;
+    g_store = s;
+}
+
+store *im_store(void) { return g_store; }
+const mp_config *im_config(void) { return g_cfg; }
+
+/* Snowflake (spec §5.4): 41-bit ms since the Twitter epoch, 10-bit node id, 12-bit
+ * sequence. A CAS loop keeps ids unique and increasing across worker threads. */
+int64_t im_next_message_id(void) {
+    uint64_t node = (uint64_t)(g_cfg ? g_cfg->node_id : 1) & 0x3FF;
+    uint64_t last = atomic_load(&g_last_id);
+    for (;;) {
+        uint64_t ts = mp_now_ms() - SNOWFLAKE_EPOCH_MS;
+        uint64_t candidate = (ts << 22) | (node << 12);
+        if (candidate <= last) candidate = last + 1; /* same ms (or clock step back): next sequence */
+        if (atomic_compare_exchange_weak(&g_last_id, &last, candidate)) return (int64_t)candidate;
+    }
+}
+
+int im_valid_id(mp_str id) {
+    if (id.len == 0 || id.len > PROTO_MAX_STR) return 0;
+    int blank = 1;
+    for (uint32_t i = 0; i < id.len; i++) {
+        char ch = id.p[i];
+        if (ch == '@' || ch == '#' || ch == '&') return 0;
+        if (ch != ' ' && ch != '\t') blank = 0;
+    }
+    return !blank;
+}
+
+mp_str im_stored_channel_id(uint8_t channel_type, mp_str channel_id, mp_str viewer, char *out) {
+    if (channel_type != CHANNEL_PERSON || (channel_id.len && memchr(channel_id.p, '@', channel_id.len)))
+        return channel_id;
+    return (mp_str){out, msg_person_fake_id(channel_id, viewer, out)};
+}
+
+static void random_client_msg_no(char out[33]) {
+    uint8_t raw[16];
+    RAND_bytes(raw, sizeof raw);
+    static const char hex[] = "0123456789abcdef";
+    for (int i = 0; i < 16; i++) {
+        out[2 * i] = hex[raw[i] >> 4];
+        out[2 * i + 1] = hex[raw[i] & 15];
+    }
+    out[32] = '0';
+}
+
+/* ---- send ------------------------------------------------------------------------------ */
+
+void im_send(const im_send_req *q, im_done_fn done, void *ctx) {
+    worker *w = worker_current();
+    MP_ASSERT(w);
+    char fake[2 * PROTO_MAX_STR + 2];
+    char cmn[33];
+    chan_send r = {0};
+    r.origin_worker = w->index;
+    r.from_api = 1;
+    r.done = done;
+    r.ctx = ctx;
+    r.f.message_id = im_next_message_id();
+    r.f.timestamp = (uint32_t)(mp_now_ms() / 1000);
+    r.f.expire = q->expire;
+    r.f.flags = q->flags & (PROTO_FLAG_NOPERSIST | PROTO_FLAG_REDDOT | PROTO_FLAG_SYNCONCE);
+    r.f.setting = q->setting;
+    r.f.channel_type = q->channel_type;
+    r.f.from_uid = q->from_uid.len ? q->from_uid : MP_STR(MP_SYSTEM_UID);
+    if (q->client_msg_no.len) {
+        r.f.client_msg_no = q->client_msg_no;
+    } else {
+        random_client_msg_no(cmn);
+        r.f.client_msg_no = (mp_str){cmn, 33};
+    }
+    r.f.topic = q->topic;
+    r.f.payload = q->payload;
+    if (q->channel_type == CHANNEL_PERSON) {
+        r.f.channel_id = (mp_str){fake, msg_person_fake_id(r.f.from_uid, q->channel_id, fake)};
+        r.peer_uid = q->channel_id;
+    } else {
+        r.f.channel_id = q->channel_id;
+    }
+    chan_submit_send(&r);
+}
+
+/* ---- generic store-backed operations ------------------------------------------------------ */
+
+/* Every mutation below is one of these: args copied in, run on the writer thread, answered
+ * on the origin worker. Strings live in text[]. */
+typedef struct im_op {
+    int origin;
+    im_done_fn done;
+    void *ctx;
+    int status;
+    void (*after)(struct im_op *); /* runs on the origin worker after commit, before done */
+    uint8_t type, device_flag, level;
+    int set, kind, reset, set_info;
+    int64_t unread;
+    store_channel_info info;
+    mp_str uid, id, token;
+    mp_str *uids;
+    size_t n_uids;
+    char text[];
+} im_op;
+
+static void op_finish(worker *w, void *arg) {
+    (void)w;
+    im_op *op = arg;
+    if (op->status == MP_OK && op->after) op->after(op);
+    im_result res = {0};
+    res.status = op->status;
+    res.reason = op->status == MP_OK ? REASON_SUCCESS : REASON_SYSTEM_ERROR;
+    res.error = op->status == MP_OK ? NULL : mp_strerror(op->status);
+    if (op->done) op->done(op->ctx, &res);
+    free(op->uids);
+    free(op);
+}
+
+static void op_store_done(void *arg, int status) {
+    im_op *op = arg;
+    op->status = status;
+    worker_post(op->origin, op_finish, op);
+}
+
+static mp_str put_text(char **cur, mp_str s) {
+    mp_str r = {*cur, s.len};
+    if (s.len) memcpy(*cur, s.p, s.len);
+    *cur += s.len;
+    return r;
+}
+
+static im_op *op_new(im_done_fn done, void *ctx, mp_str uid, mp_str id, mp_str token, const mp_str *uids, size_t n) {
+    size_t bytes = (size_t)uid.len + id.len + token.len;
+    for (size_t i = 0; i < n; i++) bytes += uids[i].len;
+    im_op *op = mp_calloc(1, sizeof *op + bytes);
+    worker *w = worker_current();
+    MP_ASSERT(w);
+    op->origin = w->index;
+    op->done = done;
+    op->ctx = ctx;
+    char *cur = op->text;
+    op->uid = put_text(&cur, uid);
+    op->id = put_text(&cur, id);
+    op->token = put_text(&cur, token);
+    if (n) {
+        op->uids = mp_malloc(n * sizeof(mp_str));
+        for (size_t i = 0; i < n; i++) op->uids[i] = put_text(&cur, uids[i]);
+    }
+    op->n_uids = n;
+    return op;
+}
+
+static void op_submit(im_op *op, store_write_fn fn) { store_submit(g_store, fn, op_store_done, op); }
+
+/* ---- users -------------------------------------------------------------------------------- */
+
+static int write_token(store_wtxn *t, void *arg) {
+    im_op *op = arg;
+    return store_txn_put_device(t, op->uid, op->device_flag, op->token, op->level);
+}
+
+static void after_token(im_op *op) {
+    if (op->level == 1) presence_kick_device(op->uid, op->device_flag, g_cfg->kick_close_delay_ms);
+}
+
+void im_user_token(mp_str uid, mp_str token, uint8_t device_flag, uint8_t device_level, im_done_fn done, void *ctx) {
+    im_op *op = op_new(done, ctx, uid, MP_STR(""), token, NULL, 0);
+    op->device_flag = device_flag;
+    op->level = device_level;
+    op->after = after_token;
+    op_submit(op, write_token);
+}
+
+/* ---- channels ------------------------------------------------------------------------------ */
+
+static int has_conversations(uint8_t t) { return t != CHANNEL_DATA && t != CHANNEL_TEMP && t != CHANNEL_LIVE; }
+
+static int ensure_channel(store_wtxn *t, uint8_t type, mp_str id) {
+    store_channel_info info;
+    if (store_txn_get_channel_info(t, type, id, &info) == MP_OK) return MP_OK;
+    memset(&info, 0, sizeof info);
+    info.created_ms = info.updated_ms = mp_now_ms();
+    return store_txn_put_channel_info(t, type, id, &info);
+}
+
+/* A new subscriber starts with everything so far read (spec §4.4). */
+static int add_subscriber(store_wtxn *t, uint8_t type, mp_str id, mp_str uid, uint64_t last_seq, uint64_t now_ns) {
+    int rc = store_txn_set_member(t, STORE_SUBSCRIBERS, type, id, uid, 1);
+    if (rc != MP_OK || !has_conversations(type)) return rc;
+    store_conv cv;
+    if (store_txn_get_conv(t, uid, type, id, &cv) != MP_OK) {
+        memset(&cv, 0, sizeof cv);
+        cv.created_at_ns = now_ns;
+    }
+    cv.readed_to_seq = last_seq;
+    cv.deleted_at_seq = 0;
+    cv.updated_at_ns = now_ns;
+    return store_txn_put_conv(t, uid, type, id, &cv);
+}
+
+typedef struct uid_list_ctx {
+    mp_buf text;
+    uint32_t *lens;
+    size_t n, cap;
+} uid_list_ctx;
+
+static int collect(void *ctx, mp_str uid) {
+    uid_list_ctx *c = ctx;
+    if (c->n == c->cap) {
+        c->cap = c->cap ? c->cap * 2 : 32;
+        c->lens = mp_realloc(c->lens, c->cap * sizeof(uint32_t));
+    }
+    c->lens[c->n++] = uid.len;
+    mp_buf_append(&c->text, uid.p, uid.len);
+    return 0;
+}
+
+/* Remove every member of a set; subscribers also lose their conversation rows. The
+ * current members are read through a read txn opened before this write txn commits,
+ * which is fine: only the single writer changes sets. */
+static int clear_members(store_wtxn *t, int set, uint8_t type, mp_str id) {
+    if (set == STORE_SUBSCRIBERS && has_conversations(type)) {
+        store_rtxn *r;
+        if (store_rtxn_begin(g_store, &r) == MP_OK) {
+            uid_list_ctx c = {MP_BUF_INIT, NULL, 0, 0};
+            store_scan_set(r, set, type, id, collect, &c);
+            store_rtxn_end(r);
+            size_t off = 0;
+            for (size_t i = 0; i < c.n; i++) {
+                store_txn_del_conv(t, (mp_str){(const char *)c.text.data + off, c.lens[i]}, type, id);
+                off += c.lens[i];
+            }
+            mp_buf_free(&c.text);
+            free(c.lens);
+        }
+    }
+    return store_txn_clear_set(t, set, type, id);
+}
+
+static int write_members(store_wtxn *t, void *arg) {
+    im_op *op = arg;
+    int rc = ensure_channel(t, op->type, op->id);
+    if (rc != MP_OK) return rc;
+    if (op->kind == IM_MEMBERS_REMOVE_ALL || op->kind == IM_MEMBERS_SET || op->reset) {
+        rc = clear_members(t, op->set, op->type, op->id);
+        if (rc != MP_OK) return rc;
+    }
+    uint64_t last = 0, now = mp_now_ns();
+    store_txn_get_last_seq(t, op->type, op->id, &last);
+    for (size_t i = 0; i < op->n_uids && rc == MP_OK; i++) {
+        mp_str uid = op->uids[i];
+        if (op->kind == IM_MEMBERS_REMOVE) {
+            rc = store_txn_set_member(t, op->set, op->type, op->id, uid, 0);
+            if (rc == MP_OK && op->set == STORE_SUBSCRIBERS) store_txn_del_conv(t, uid, op->type, op->id);
+            if (rc == MP_OK && op->set == STORE_BLACKLIST) {
+                /* spec §4.4: removal from the blacklist restores a missing conversation */
+                store_conv cv;
+                if (has_conversations(op->type) && op->type != CHANNEL_PERSON &&
+                    store_txn_get_conv(t, uid, op->type, op->id, &cv) != MP_OK) {
+                    memset(&cv, 0, sizeof cv);
+                    cv.readed_to_seq = last;
+                    cv.created_at_ns = cv.updated_at_ns = now;
+                    store_txn_put_conv(t, uid, op->type, op->id, &cv);
+                }
+            }
+        } else if (op->set == STORE_SUBSCRIBERS) {
+            rc = add_subscriber(t, op->type, op->id, uid, last, now);
+        } else {
+            rc = store_txn_set_member(t, op->set, op->type, op->id, uid, 1);
+            if (rc == MP_OK && op->set == STORE_BLACKLIST && has_conversations(op->type) && op->type != CHANNEL_PERSON)
+                store_txn_del_conv(t, uid, op->type, op->id);
+        }
+    }
+    return rc;
+}
+
+static void after_members(im_op *op) {
+    if (op->set == STORE_SUBSCRIBERS) chan_invalidate(op->type, op->id);
+}
+
+void im_channel_members(int set, int op_kind, mp_str channel_id, uint8_t channel_type, const mp_str *uids, size_t n,
+                        im_done_fn done, void *ctx) {
+    im_op *op = op_new(done, ctx, MP_STR(""), channel_id, MP_STR(""), uids, n);
+    op->set = set;
+    op->kind = op_kind;
+    op->type = channel_type;
+    op->after = after_members;
+    op_submit(op, write_members);
+}
+
+static int write_channel(store_wtxn *t, void *arg) {
+    im_op *op = arg;
+    int rc;
+    if (op->set_info) {
+        store_channel_info old, info = op->info;
+        uint64_t now = mp_now_ms();
+        info.created_ms = store_txn_get_channel_info(t, op->type, op->id, &old) == MP_OK ? old.created_ms : now;
+        info.updated_ms = now;
+        rc = store_txn_put_channel_info(t, op->type, op->id, &info);
+    } else {
+        rc = ensure_channel(t, op->type, op->id);
+    }
+    if (rc != MP_OK) return rc;
+    if (op->reset) {
+        rc = clear_members(t, STORE_SUBSCRIBERS, op->type, op->id);
+        if (rc != MP_OK) return rc;
+    }
+    uint64_t last = 0, now = mp_now_ns();
+    store_txn_get_last_seq(t, op->type, op->id, &last);
+    for (size_t i = 0; i < op->n_uids && rc == MP_OK; i++) rc = add_subscriber(t, op->type, op->id, op->uids[i], last, now);
+    return rc;
+}
+
+static void after_channel(im_op *op) { chan_invalidate(op->type, op->id); }
+
+void im_channel_upsert(const im_channel_req *r, im_done_fn done, void *ctx) {
+    im_op *op = op_new(done, ctx, MP_STR(""), r->channel_id, MP_STR(""), r->subscribers, r->n_subscribers);
+    op->type = r->channel_type;
+    op->set_info = r->set_info;
+    op->info = r->info;
+    op->reset = r->reset;
+    op->after = after_channel;
+    op_submit(op, write_channel);
+}
+
+static int write_delete(store_wtxn *t, void *arg) {
+    im_op *op = arg;
+    store_channel_info info;
+    if (store_txn_get_channel_info(t, op->type, op->id, &info) != MP_OK) return MP_OK; /* missing: OK */
+    info.disband = 1;
+    info.updated_ms = mp_now_ms();
+    return store_txn_put_channel_info(t, op->type, op->id, &info);
+}
+
+void im_channel_delete(mp_str channel_id, uint8_t channel_type, im_done_fn done, void *ctx) {
+    im_op *op = op_new(done, ctx, MP_STR(""), channel_id, MP_STR(""), NULL, 0);
+    op->type = channel_type;
+    op_submit(op, write_delete);
+}
+
+/* ---- conversations ---------------------------------------------------------------------- */
+
+static int write_unread(store_wtxn *t, void *arg) {
+    im_op *op = arg;
+    uint64_t last = 0;
+    store_txn_get_last_seq(t, op->type, op->id, &last);
+    uint64_t target; /* spec §4.6 table */
+    if (op->unread <= 0) target = last;
+    else if ((uint64_t)op->unread <= last) target = last - (uint64_t)op->unread;
+    else target = last ? last - 1 : 0;
+    store_conv cv;
+    uint64_t now = mp_now_ns();
+    if (store_txn_get_conv(t, op->uid, op->type, op->id, &cv) != MP_OK) {
+        memset(&cv, 0, sizeof cv);
+        cv.created_at_ns = now;
+    } else if (cv.readed_to_seq >= target) {
+        return MP_OK; /* forward only */
+    }
+    cv.readed_to_seq = target;
+    cv.updated_at_ns = now;
+    return store_txn_put_conv(t, op->uid, op->type, op->id, &cv);
+}
+
+void im_conv_set_unread(mp_str uid, mp_str channel_id, uint8_t channel_type, int64_t unread, im_done_fn done,
+                        void *ctx) {
+    char fake[2 * PROTO_MAX_STR + 2];
+    mp_str id = im_stored_channel_id(channel_type, channel_id, uid, fake);
+    im_op *op = op_new(done, ctx, uid, id, MP_STR(""), NULL, 0);
+    op->type = channel_type;
+    op->unread = unread < 0 ? 0 : unread; /* clear == unread 0: read up to the last seq */
+    op_submit(op, write_unread);
+}
+
+static int write_conv_delete(store_wtxn *t, void *arg) {
+    im_op *op = arg;
+    uint64_t last = 0;
+    store_txn_get_last_seq(t, op->type, op->id, &last);
+    store_conv cv;
+    if (store_txn_get_conv(t, op->uid, op->type, op->id, &cv) != MP_OK) return MP_OK;
+    cv.deleted_at_seq = last;
+    if (cv.readed_to_seq < last) cv.readed_to_seq = last;
+    cv.updated_at_ns = mp_now_ns();
+    return store_txn_put_conv(t, op->uid, op->type, op->id, &cv);
+}
+
+void im_conv_delete(mp_str uid, mp_str channel_id, uint8_t channel_type, im_done_fn done, void *ctx) {
+    char fake[2 * PROTO_MAX_STR + 2];
+    mp_str id = im_stored_channel_id(channel_type, channel_id, uid, fake);
+    im_op *op = op_new(done, ctx, uid, id, MP_STR(""), NULL, 0);
+    op->type = channel_type;
+    op_submit(op, write_conv_delete);
+}

@@ -1,0 +1,251 @@
+/* presence.c - user owners: online device registry, kicks, per-user fan-out. */
+#include "presence.h"
+
+#include "../common/log.h"
+#include "../common/map.h"
+#include "../proto/packet.h"
+#include "../session/session.h"
+#include "im.h"
+
+typedef struct dev {
+    uint64_t conn_id;
+    int worker;
+    uint8_t device_flag;
+    uint8_t level;
+    char *device_id;
+} dev;
+
+typedef struct user {
+    dev *devs;
+    size_t n, cap;
+} user;
+
+struct presence_mgr {
+    mp_map *users; /* uid -> user */
+};
+
+static void user_free(void *p) {
+    user *u = p;
+    for (size_t i = 0; i < u->n; i++) free(u->devs[i].device_id);
+    free(u->devs);
+    free(u);
+}
+
+void presence_init(worker *w) {
+    w->presence = mp_calloc(1, sizeof(struct presence_mgr));
+    w->presence->users = map_new();
+}
+
+void presence_free(worker *w) {
+    if (!w->presence) return;
+    map_free(w->presence->users, user_free);
+    free(w->presence);
+    w->presence = NULL;
+}
+
+static int owner_of_uid(mp_str uid) { return worker_owner_of(uid.p, uid.len); }
+
+/* ---- kicks on the connection's worker ---------------------------------------------- */
+
+typedef struct kick_req {
+    uint64_t conn_id;
+    uint8_t reason;
+    uint32_t delay_ms;
+} kick_req;
+
+static void do_kick(worker *w, void *arg) {
+    kick_req *k = arg;
+    session_kick(w, k->conn_id, k->reason, k->reason ? "login in other device" : "", k->delay_ms);
+    free(k);
+}
+
+static void post_kick(const dev *d, uint8_t reason, uint32_t delay_ms) {
+    kick_req *k = mp_malloc(sizeof *k);
+    k->conn_id = d->conn_id;
+    k->reason = reason;
+    k->delay_ms = delay_ms;
+    worker_post(d->worker, do_kick, k);
+}
+
+/* ---- online / offline ------------------------------------------------------------------ */
+
+typedef struct online_req {
+    dev d;
+    char uid[];
+} online_req;
+
+static void do_online(worker *w, void *arg) {
+    online_req *r = arg;
+    mp_str uid = mp_str_c(r->uid);
+    user *u = map_get(w->presence->users, uid.p, uid.len);
+    if (!u) {
+        u = mp_calloc(1, sizeof *u);
+        map_put(w->presence->users, uid.p, uid.len, u);
+    }
+    uint32_t delay = im_config()->kick_close_delay_ms;
+    for (size_t i = 0; i < u->n; i++) { /* spec §8.7 */
+        dev *o = &u->devs[i];
+        if (o->device_flag != r->d.device_flag) continue;
+        int same_device = strcmp(o->device_id, r->d.device_id) == 0;
+        if (r->d.level == 1 && !same_device) post_kick(o, REASON_CONNECT_KICK, delay);
+        else if (same_device) post_kick(o, 0, delay);
+    }
+    if (u->n == u->cap) {
+        u->cap = u->cap ? u->cap * 2 : 2;
+        u->devs = mp_realloc(u->devs, u->cap * sizeof(dev));
+    }
+    u->devs[u->n++] = r->d; /* takes device_id */
+    free(r);
+}
+
+void presence_online(conn *c) {
+    size_t n = strlen(c->uid);
+    online_req *r = mp_malloc(sizeof *r + n + 1);
+    memcpy(r->uid, c->uid, n + 1);
+    r->d.conn_id = c->id;
+    r->d.worker = c->w->index;
+    r->d.device_flag = c->device_flag;
+    r->d.level = c->device_level;
+    r->d.device_id = mp_strndup(c->device_id, strlen(c->device_id));
+    worker_post(owner_of_uid(mp_str_c(c->uid)), do_online, r);
+}
+
+typedef struct offline_req {
+    uint64_t conn_id;
+    char uid[];
+} offline_req;
+
+static void do_offline(worker *w, void *arg) {
+    offline_req *r = arg;
+    size_t n = strlen(r->uid);
+    user *u = map_get(w->presence->users, r->uid, n);
+    if (u) {
+        for (size_t i = 0; i < u->n; i++) {
+            if (u->devs[i].conn_id != r->conn_id) continue;
+            free(u->devs[i].device_id);
+            u->devs[i] = u->devs[--u->n];
+            break;
+        }
+        if (u->n == 0) user_free(map_del(w->presence->users, r->uid, n));
+    }
+    free(r);
+}
+
+void presence_offline(mp_str uid, uint64_t conn_id) {
+    offline_req *r = mp_malloc(sizeof *r + uid.len + 1);
+    memcpy(r->uid, uid.p, uid.len);
+    r->uid[uid.len] = 0;
+    r->conn_id = conn_id;
+    worker_post(owner_of_uid(uid), do_offline, r);
+}
+
+typedef struct kickdev_req {
+    uint8_t device_flag;
+    uint32_t delay_ms;
+    char uid[];
+} kickdev_req;
+
+static void do_kick_device(worker *w, void *arg) {
+    kickdev_req *r = arg;
+    user *u = map_get(w->presence->users, r->uid, strlen(r->uid));
+    for (size_t i = 0; u && i < u->n; i++)
+        if (u->devs[i].device_flag == r->device_flag) post_kick(&u->devs[i], REASON_CONNECT_KICK, r->delay_ms);
+    free(r);
+}
+
+void presence_kick_device(mp_str uid, uint8_t device_flag, uint32_t delay_ms) {
+    kickdev_req *r = mp_malloc(sizeof *r + uid.len + 1);
+    memcpy(r->uid, uid.p, uid.len);
+    r->uid[uid.len] = 0;
+    r->device_flag = device_flag;
+    r->delay_ms = delay_ms;
+    worker_post(owner_of_uid(uid), do_kick_device, r);
+}
+
+/* ---- fan-out ------------------------------------------------------------------------- */
+
+/* Connections of one worker that should get m. */
+typedef struct conn_batch {
+    mp_msg *m;
+    size_t n, cap;
+    uint64_t ids[];
+} conn_batch;
+
+static void do_conn_batch(worker *w, void *arg) {
+    conn_batch *b = arg;
+    for (size_t i = 0; i < b->n; i++) session_deliver(w, b->ids[i], b->m);
+    msg_unref(b->m);
+    free(b);
+}
+
+/* uids owned by one worker that should get m; the uid bytes follow the offsets. */
+typedef struct uid_batch {
+    mp_msg *m;
+    uint64_t exclude;
+    size_t n;
+    uint32_t *offs; /* n + 1 offsets into text */
+    char *text;
+} uid_batch;
+
+static void do_uid_batch(worker *w, void *arg) {
+    uid_batch *b = arg;
+    int nw = workers_count();
+    conn_batch *per[MP_MAX_WORKERS] = {0};
+    for (size_t i = 0; i < b->n; i++) {
+        user *u = map_get(w->presence->users, b->text + b->offs[i], b->offs[i + 1] - b->offs[i]);
+        for (size_t j = 0; u && j < u->n; j++) {
+            dev *d = &u->devs[j];
+            if (d->conn_id == b->exclude) continue;
+            conn_batch *cb = per[d->worker];
+            if (!cb || cb->n == cb->cap) {
+                size_t cap = cb ? cb->cap * 2 : 16;
+                conn_batch *nb = mp_realloc(cb, sizeof *nb + cap * sizeof(uint64_t));
+                if (!cb) {
+                    nb->m = msg_ref(b->m);
+                    nb->n = 0;
+                }
+                nb->cap = cap;
+                per[d->worker] = cb = nb;
+            }
+            cb->ids[cb->n++] = d->conn_id;
+        }
+    }
+    for (int i = 0; i < nw; i++)
+        if (per[i]) worker_post(i, do_conn_batch, per[i]);
+    msg_unref(b->m);
+    free(b->offs);
+    free(b->text);
+    free(b);
+}
+
+void presence_deliver(mp_msg *m, const mp_str *uids, size_t n, uint64_t exclude_conn_id) {
+    int nw = workers_count();
+    size_t count[MP_MAX_WORKERS] = {0}, bytes[MP_MAX_WORKERS] = {0};
+    int *owner = mp_malloc((n ? n : 1) * sizeof(int));
+    for (size_t i = 0; i < n; i++) {
+        owner[i] = owner_of_uid(uids[i]);
+        count[owner[i]]++;
+        bytes[owner[i]] += uids[i].len;
+    }
+    uid_batch *per[MP_MAX_WORKERS] = {0};
+    for (int wi = 0; wi < nw; wi++) {
+        if (!count[wi]) continue;
+        uid_batch *b = mp_malloc(sizeof *b);
+        b->m = msg_ref(m);
+        b->exclude = exclude_conn_id;
+        b->n = 0;
+        b->offs = mp_malloc((count[wi] + 1) * sizeof(uint32_t));
+        b->offs[0] = 0;
+        b->text = mp_malloc(bytes[wi] ? bytes[wi] : 1);
+        per[wi] = b;
+    }
+    for (size_t i = 0; i < n; i++) {
+        uid_batch *b = per[owner[i]];
+        memcpy(b->text + b->offs[b->n], uids[i].p, uids[i].len);
+        b->offs[b->n + 1] = b->offs[b->n] + uids[i].len;
+        b->n++;
+    }
+    for (int wi = 0; wi < nw; wi++)
+        if (per[wi]) worker_post(wi, do_uid_batch, per[wi]);
+    free(owner);
+}

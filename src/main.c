@@ -1,0 +1,107 @@
+/* main.c - magpie: load configuration, open the store, start workers, listeners and the
+ * HTTP API, run until SIGINT/SIGTERM, then shut down cleanly (the store is flushed). */
+#include <signal.h>
+#include <stdio.h>
+#include <unistd.h>
+
+#include "api/http_server.h"
+#include "channel/channel.h"
+#include "common/log.h"
+#include "config/config.h"
+#include "core/im.h"
+#include "core/presence.h"
+#include "core/worker.h"
+#include "net/conn.h"
+#include "session/session.h"
+#include "store/store.h"
+
+void im_init(const mp_config *cfg, store *s); /* im.c */
+
+static uv_signal_t g_sigint, g_sigterm;
+
+static void stop_worker(worker *w, void *arg) {
+    (void)arg;
+    net_worker_stop(w);
+    if (w->index == 0) {
+        uv_close((uv_handle_t *)&g_sigint, NULL);
+        uv_close((uv_handle_t *)&g_sigterm, NULL);
+    }
+}
+
+static void on_signal(uv_signal_t *h, int signum) {
+    (void)h;
+    static int stopping;
+    if (stopping) return;
+    stopping = 1;
+    LOG_INFO("main", "signal %d: shutting down", signum);
+    api_stop();
+    workers_stop(stop_worker);
+}
+
+static int default_workers(void) {
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n < 1 ? 1 : (n > MP_MAX_WORKERS ? MP_MAX_WORKERS : (int)n);
+}
+
+int main(int argc, char **argv) {
+    mp_config cfg;
+    char err[512];
+    int rc = config_load(&cfg, argc, argv, err, sizeof err);
+    if (rc == 1) return 0; /* --help / --version */
+    if (rc != MP_OK) {
+        fprintf(stderr, "magpie: %s\n", err);
+        return 2;
+    }
+    mp_log_set_level(cfg.log_level);
+    signal(SIGPIPE, SIG_IGN);
+
+    store_options so = {0};
+    so.dir = cfg.data_dir;
+    so.sync_mode = strcmp(cfg.durability, "interval") == 0 ? STORE_SYNC_INTERVAL : STORE_SYNC_ALWAYS;
+    so.sync_interval_ms = cfg.sync_interval_ms;
+    so.map_size = cfg.store_map_size;
+    store *st;
+    if ((rc = store_open(&so, &st)) != MP_OK) {
+        LOG_ERROR("main", "cannot open store in %s: %s", cfg.data_dir, mp_strerror(rc));
+        config_free(&cfg);
+        return 1;
+    }
+    im_init(&cfg, st);
+    session_init(&cfg);
+
+    int nworkers = cfg.workers > 0 ? cfg.workers : default_workers();
+    if (workers_init(nworkers, cfg.queue_capacity) != MP_OK) return 1;
+    for (int i = 0; i < nworkers; i++) {
+        worker *w = worker_get(i);
+        presence_init(w);
+        chan_init(w);
+        if (net_worker_start(w, &cfg) != MP_OK) {
+            LOG_ERROR("main", "cannot start listeners (addr=%s wsAddr=%s)", cfg.addr, cfg.ws_addr);
+            return 1;
+        }
+    }
+    worker *w0 = worker_get(0);
+    if (api_start(&w0->loop, &cfg) != MP_OK) {
+        LOG_ERROR("main", "cannot start the HTTP API on %s", cfg.http_addr);
+        return 1;
+    }
+    uv_signal_init(&w0->loop, &g_sigint);
+    uv_signal_init(&w0->loop, &g_sigterm);
+    uv_signal_start(&g_sigint, on_signal, SIGINT);
+    uv_signal_start(&g_sigterm, on_signal, SIGTERM);
+
+    LOG_INFO("main", "magpie ready tcp=%s ws=%s http=%s workers=%d dataDir=%s durability=%s tokenAuthOn=%d",
+             cfg.addr, cfg.ws_addr, cfg.http_addr, nworkers, cfg.data_dir, cfg.durability, cfg.token_auth_on);
+    workers_run();
+    store_close(st); /* every submitted write finishes and is synced */
+    workers_destroy_begin();
+    for (int i = 0; i < nworkers; i++) {
+        presence_free(worker_get(i));
+        chan_free(worker_get(i));
+        net_worker_free(worker_get(i));
+    }
+    workers_destroy();
+    LOG_INFO("main", "stopped");
+    config_free(&cfg);
+    return 0;
+}

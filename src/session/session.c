@@ -1,0 +1,362 @@
+/* session.c - protocol sessions: authentication, SEND intake, RECV output, retries. */
+#include "session.h"
+
+#include "../channel/channel.h"
+#include "../common/log.h"
+#include "../core/im.h"
+#include "../core/presence.h"
+#include "../proto/crypto.h"
+#include "../store/store.h"
+
+#define MAX_PENDING_PER_CONN 4096
+
+typedef struct pending_recv {
+    struct pending_recv *next;
+    int64_t message_id;
+    uint64_t sent_ms;
+    uint32_t tries;
+    uint32_t len;
+    uint8_t data[]; /* the encoded RECV, re-sent byte-identically */
+} pending_recv;
+
+static const mp_config *g_cfg;
+
+void session_init(const mp_config *cfg) { g_cfg = cfg; }
+
+int64_t im_next_message_id(void); /* im.c */
+
+/* ---- CONNECT ----------------------------------------------------------------------- */
+
+static void send_connack_failure(conn *c, uint8_t version, uint8_t reason) {
+    proto_connack a = {0};
+    a.reason = reason;
+    mp_buf out = MP_BUF_INIT;
+    proto_encode_connack(&a, version, &out);
+    conn_write_packet(c, out.data, out.len);
+    mp_buf_free(&out);
+    conn_close(c, "connect refused");
+}
+
+/* Returns REASON_SUCCESS or the failure reason; fills level. */
+static uint8_t authenticate(const proto_connect *p, uint8_t *level) {
+    *level = 0;
+    if (!im_valid_id(p->uid) || mp_str_eq_c(p->uid, MP_SYSTEM_UID)) return REASON_AUTH_FAIL;
+    store_rtxn *r;
+    if (store_rtxn_begin(im_store(), &r) != MP_OK) return REASON_SYSTEM_ERROR;
+    uint8_t reason = REASON_SUCCESS;
+    if (g_cfg->token_auth_on) {
+        store_device d;
+        int rc = store_get_device(r, p->uid, p->device_flag, &d);
+        if (rc == MP_ENOTFOUND || (rc == MP_OK && (p->token.len == 0 || !mp_str_eq(d.token, p->token))))
+            reason = REASON_AUTH_FAIL;
+        else if (rc != MP_OK)
+            reason = REASON_QUERY_TOKEN_ERROR;
+        else
+            *level = d.level;
+    }
+    if (reason == REASON_SUCCESS) {
+        store_channel_info info;
+        if (store_get_channel_info(r, CHANNEL_PERSON, p->uid, &info) == MP_OK && info.ban) reason = REASON_BAN;
+    }
+    store_rtxn_end(r);
+    return reason;
+}
+
+static int on_connect(conn *c, const proto_frame *f) {
+    proto_connect p;
+    if (c->state != CONN_PREAUTH) return MP_EPROTO; /* a second CONNECT closes the connection */
+    if (proto_decode_connect(f->body, f->body_len, f->flags, &p) != MP_OK) {
+        send_connack_failure(c, 2, REASON_AUTH_FAIL);
+        return MP_OK;
+    }
+    uint8_t version = p.version == 0 ? 1 : MP_MIN(p.version, PROTO_MAX_VERSION);
+    uint8_t level;
+    uint8_t reason = authenticate(&p, &level);
+    if (reason != REASON_SUCCESS) {
+        LOG_DEBUG("session", "conn=%llu connect refused reason=%u", (unsigned long long)c->id, reason);
+        send_connack_failure(c, version, reason);
+        return MP_OK;
+    }
+    char server_pub[45] = "";
+    uint8_t salt[16];
+    if (!g_cfg->disable_encryption) {
+        if (p.client_key.len == 0) {
+            send_connack_failure(c, version, REASON_CLIENT_KEY_IS_EMPTY);
+            return MP_OK;
+        }
+        if (crypto_server_handshake(p.client_key.p, p.client_key.len, &c->keys, server_pub) != MP_OK) {
+            send_connack_failure(c, version, REASON_AUTH_FAIL);
+            return MP_OK;
+        }
+        memcpy(salt, c->keys.iv, 16);
+        c->encrypt = 1;
+    }
+    c->version = version;
+    c->client_version = p.version;
+    c->device_flag = p.device_flag;
+    c->device_level = level;
+    c->uid = mp_strndup(p.uid.p, p.uid.len);
+    c->device_id = mp_strndup(p.device_id.p, p.device_id.len);
+    c->state = CONN_READY;
+
+    proto_connack a = {0};
+    a.has_server_version = p.version > 3;
+    a.server_version = version;
+    a.time_diff = (int64_t)mp_now_ms() - p.client_timestamp;
+    a.reason = REASON_SUCCESS;
+    a.server_key = mp_str_c(server_pub);
+    a.salt = c->encrypt ? (mp_str){(const char *)salt, 16} : MP_STR("");
+    a.node_id = g_cfg->node_id;
+    mp_buf out = MP_BUF_INIT;
+    proto_encode_connack(&a, version, &out);
+    conn_write_packet(c, out.data, out.len);
+    mp_buf_free(&out);
+    presence_online(c);
+    return MP_OK;
+}
+
+/* ---- SEND -------------------------------------------------------------------------- */
+
+void session_sendack(worker *w, uint64_t conn_id, uint8_t flags, int64_t message_id, uint32_t client_seq,
+                     uint64_t message_seq, uint8_t reason) {
+    conn *c = conn_find(w, conn_id);
+    if (!c || c->state != CONN_READY) return;
+    proto_sendack a = {flags, message_id, client_seq, (uint32_t)message_seq, reason};
+    uint8_t buf[64];
+    mp_buf out = {buf, 0, sizeof buf}; /* stack buffer: a SENDACK is < 32 bytes */
+    proto_encode_sendack(&a, c->version, &out);
+    MP_ASSERT(out.data == buf);
+    conn_write_packet(c, out.data, out.len);
+}
+
+static int on_send(conn *c, const proto_frame *f) {
+    proto_send s;
+    if (proto_decode_send(f->body, f->body_len, f->flags, c->version, &s) != MP_OK) return MP_EPROTO;
+    c->in_msgs++;
+    int64_t message_id = im_next_message_id();
+    uint8_t flags = f->flags & 0x0F;
+    uint8_t stream_bit = c->version <= 4 ? (PROTO_SETTING_STREAM | PROTO_SETTING_STREAM_OLD) : 0;
+    if (s.setting & stream_bit) {
+        /* Old clients disagree on the stream layout (spec §5.1): refuse rather than misparse. */
+        session_sendack(c->w, c->id, flags, message_id, s.client_seq, 0, REASON_NOT_SUPPORT_HEADER);
+        return MP_OK;
+    }
+    if (s.channel_type == 0 || s.channel_type > CHANNEL_AGENT_GROUP) {
+        session_sendack(c->w, c->id, flags, message_id, s.client_seq, 0, REASON_NOT_SUPPORT_CHANNEL_TYPE);
+        return MP_OK;
+    }
+    if (!im_valid_id(s.channel_id)) {
+        session_sendack(c->w, c->id, flags, message_id, s.client_seq, 0, REASON_CHANNEL_ID_ERROR);
+        return MP_OK;
+    }
+    mp_buf plain = MP_BUF_INIT;
+    mp_str payload = s.payload;
+    if (c->encrypt) {
+        char key[32];
+        if (crypto_send_msgkey(&c->keys, s.client_seq, s.client_msg_no, s.channel_id, s.channel_type, s.payload,
+                               key) != MP_OK ||
+            s.msg_key.len != 32 || memcmp(key, s.msg_key.p, 32) != 0 ||
+            crypto_decrypt_b64(&c->keys, s.payload.p, s.payload.len, &plain) != MP_OK) {
+            mp_buf_free(&plain);
+            session_sendack(c->w, c->id, flags, message_id, s.client_seq, 0, REASON_PAYLOAD_DECODE_ERROR);
+            return MP_OK;
+        }
+        payload = (mp_str){(const char *)plain.data, (uint32_t)plain.len};
+    }
+    char fake[2 * PROTO_MAX_STR + 2];
+    mp_str uid = mp_str_c(c->uid);
+    chan_send r = {0};
+    r.origin_worker = c->w->index;
+    r.conn_id = c->id;
+    r.client_seq = s.client_seq;
+    r.ack_flags = flags;
+    r.f.message_id = message_id;
+    r.f.timestamp = (uint32_t)(mp_now_ms() / 1000);
+    r.f.expire = s.expire;
+    r.f.flags = flags & (PROTO_FLAG_NOPERSIST | PROTO_FLAG_REDDOT | PROTO_FLAG_SYNCONCE);
+    r.f.setting = s.setting;
+    r.f.channel_type = s.channel_type;
+    r.f.from_uid = uid;
+    r.f.client_msg_no = s.client_msg_no;
+    r.f.topic = s.topic;
+    r.f.payload = payload;
+    if (s.channel_type == CHANNEL_PERSON) {
+        r.f.channel_id = (mp_str){fake, msg_person_fake_id(s.channel_id, uid, fake)};
+        r.peer_uid = s.channel_id;
+    } else {
+        r.f.channel_id = s.channel_id;
+    }
+    chan_submit_send(&r);
+    mp_buf_free(&plain);
+    return MP_OK;
+}
+
+/* ---- RECV / RECVACK ---------------------------------------------------------------- */
+
+static void pending_add(conn *c, int64_t message_id, const uint8_t *p, size_t n) {
+    if (c->n_pending >= MAX_PENDING_PER_CONN) { /* drop the oldest: bounded memory */
+        pending_recv *old = c->pending;
+        c->pending = old->next;
+        if (!c->pending) c->pending_tail = NULL;
+        free(old);
+        c->n_pending--;
+    }
+    pending_recv *pr = mp_malloc(sizeof *pr + n);
+    pr->next = NULL;
+    pr->message_id = message_id;
+    pr->sent_ms = mp_mono_ms();
+    pr->tries = 0;
+    pr->len = (uint32_t)n;
+    memcpy(pr->data, p, n);
+    if (c->pending_tail) c->pending_tail->next = pr;
+    else c->pending = pr;
+    c->pending_tail = pr;
+    c->n_pending++;
+}
+
+static void pending_remove(conn *c, int64_t message_id) {
+    pending_recv *prev = NULL;
+    for (pending_recv *p = c->pending; p; prev = p, p = p->next) {
+        if (p->message_id != message_id) continue;
+        if (prev) prev->next = p->next;
+        else c->pending = p->next;
+        if (c->pending_tail == p) c->pending_tail = prev;
+        free(p);
+        c->n_pending--;
+        return;
+    }
+}
+
+static int encode_recv(conn *c, mp_msg *m, mp_buf *out) {
+    const msg_fields *f = &m->f;
+    mp_str uid = mp_str_c(c->uid);
+    int own = mp_str_eq(uid, f->from_uid);
+    proto_recv r = {0};
+    r.flags = f->flags & (PROTO_FLAG_NOPERSIST | PROTO_FLAG_SYNCONCE | PROTO_FLAG_REDDOT);
+    if (own) r.flags &= (uint8_t)~PROTO_FLAG_REDDOT;
+    r.setting = f->setting;
+    r.from_uid = mp_str_eq_c(f->from_uid, MP_SYSTEM_UID) ? MP_STR("") : f->from_uid;
+    r.channel_id = f->channel_type == CHANNEL_PERSON ? msg_person_peer(f->channel_id, uid) : f->channel_id;
+    r.channel_type = f->channel_type;
+    r.expire = f->expire;
+    r.client_msg_no = f->client_msg_no;
+    r.message_id = f->message_id;
+    r.message_seq = (uint32_t)f->seq;
+    r.timestamp = (int32_t)(mp_now_ms() / 1000);
+    r.topic = f->topic;
+    mp_buf enc = MP_BUF_INIT;
+    char key[32];
+    if (c->encrypt) {
+        if (crypto_encrypt_b64(&c->keys, (const uint8_t *)f->payload.p, f->payload.len, &enc) != MP_OK) {
+            mp_buf_free(&enc);
+            return MP_ECRYPTO;
+        }
+        r.payload = (mp_str){(const char *)enc.data, (uint32_t)enc.len};
+        crypto_recv_msgkey(&c->keys, r.message_id, r.message_seq, r.client_msg_no, r.timestamp, r.from_uid,
+                           r.channel_id, r.channel_type, r.payload, key);
+        r.msg_key = (mp_str){key, 32};
+    } else {
+        r.payload = f->payload;
+    }
+    int rc = proto_encode_recv(&r, c->version, out);
+    mp_buf_free(&enc);
+    return rc;
+}
+
+void session_deliver(worker *w, uint64_t conn_id, mp_msg *m) {
+    conn *c = conn_find(w, conn_id);
+    if (!c || c->state != CONN_READY) return;
+    mp_buf out = MP_BUF_INIT;
+    if (encode_recv(c, m, &out) != MP_OK) {
+        LOG_WARN("session", "conn=%llu cannot encode RECV", (unsigned long long)c->id);
+        mp_buf_free(&out);
+        return;
+    }
+    conn_write_packet(c, out.data, out.len);
+    c->out_msgs++;
+    if (!(m->f.flags & PROTO_FLAG_NOPERSIST)) pending_add(c, m->f.message_id, out.data, out.len);
+    mp_buf_free(&out);
+}
+
+static int on_recvack(conn *c, const proto_frame *f) {
+    proto_recvack a;
+    if (proto_decode_recvack(f->body, f->body_len, f->flags, c->version, &a) != MP_OK) return MP_EPROTO;
+    if (!(f->flags & PROTO_FLAG_NOPERSIST)) pending_remove(c, a.message_id);
+    return MP_OK;
+}
+
+void session_sweep(conn *c, uint64_t now_ms) {
+    pending_recv *prev = NULL, *p = c->pending;
+    while (p) {
+        pending_recv *next = p->next;
+        if (now_ms - p->sent_ms >= g_cfg->retry_interval_ms) {
+            if (p->tries >= g_cfg->retry_max_count) { /* give up: the client syncs it later */
+                if (prev) prev->next = next;
+                else c->pending = next;
+                if (c->pending_tail == p) c->pending_tail = prev;
+                free(p);
+                c->n_pending--;
+                p = next;
+                continue;
+            }
+            p->tries++;
+            p->sent_ms = now_ms;
+            conn_write_packet(c, p->data, p->len);
+        }
+        prev = p;
+        p = next;
+    }
+}
+
+/* ---- kicks, close -------------------------------------------------------------------- */
+
+void session_kick(worker *w, uint64_t conn_id, uint8_t reason, const char *text, uint32_t delay_ms) {
+    conn *c = conn_find(w, conn_id);
+    if (!c) return;
+    if (reason && c->state == CONN_READY) {
+        proto_disconnect d = {reason, mp_str_c(text)};
+        mp_buf out = MP_BUF_INIT;
+        proto_encode_disconnect(&d, &out);
+        conn_write_packet(c, out.data, out.len);
+        mp_buf_free(&out);
+    }
+    conn_close_after(c, delay_ms);
+}
+
+void session_on_close(conn *c) {
+    if (c->uid) {
+        presence_offline(mp_str_c(c->uid), c->id);
+        free(c->uid);
+        c->uid = NULL;
+    }
+    free(c->device_id);
+    c->device_id = NULL;
+    while (c->pending) {
+        pending_recv *n = c->pending->next;
+        free(c->pending);
+        c->pending = n;
+    }
+    c->pending_tail = NULL;
+    c->n_pending = 0;
+}
+
+/* ---- dispatch ------------------------------------------------------------------------- */
+
+int session_on_packet(conn *c, const proto_frame *f) {
+    if (c->state == CONN_PREAUTH) {
+        if (f->type != PROTO_CONNECT) return MP_EPERM; /* only CONNECT before authentication */
+        return on_connect(c, f);
+    }
+    switch (f->type) {
+    case PROTO_SEND: return on_send(c, f);
+    case PROTO_RECVACK: return on_recvack(c, f);
+    case PROTO_PING: {
+        uint8_t pong = 0x80;
+        conn_write_packet(c, &pong, 1);
+        return MP_OK;
+    }
+    case PROTO_CONNECT: return MP_EPROTO;
+    case PROTO_DISCONNECT: conn_close(c, "client disconnect"); return MP_OK;
+    default: return MP_OK; /* SUB and server-to-client types are ignored, as v2.2.5 does */
+    }
+}

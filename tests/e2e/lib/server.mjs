@@ -1,0 +1,187 @@
+// server.mjs - start, stop, kill -9 and restart the real magpie binary for one test file, on free
+// ports and a private temporary data directory; plus a small HTTP helper. Server stderr/stdout are
+// captured so a failing test can show them (and they are written to tests/e2e/artifacts/).
+
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import net from 'node:net';
+import { fileURLToPath } from 'node:url';
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+export const E2E_DIR = path.resolve(HERE, '..');
+export const REPO_DIR = path.resolve(E2E_DIR, '..', '..');
+export const MAGPIE_BIN = process.env.MAGPIE_BIN || path.join(REPO_DIR, 'build', 'magpie');
+export const WORKERS = Number(process.env.MAGPIE_TEST_WORKERS || 2);
+export const ARTIFACTS_DIR = path.join(E2E_DIR, 'artifacts');
+
+/** Reserve a free TCP port on 127.0.0.1 (listen on 0, read it, close). */
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.unref();
+    s.on('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+async function distinctFreePorts(n) {
+  const ports = new Set();
+  while (ports.size < n) ports.add(await freePort());
+  return [...ports];
+}
+
+function tcpProbe(port, timeoutMs = 500) {
+  return new Promise((resolve) => {
+    const s = net.connect({ host: '127.0.0.1', port });
+    const done = (ok) => { clearTimeout(t); s.destroy(); resolve(ok); };
+    const t = setTimeout(() => done(false), timeoutMs);
+    s.once('connect', () => done(true));
+    s.once('error', () => done(false));
+  });
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+export class MagpieServer {
+  /**
+   * opts.args: extra flags, e.g. ['--tokenAuthOn=true']; opts.workers; opts.name (for artifacts).
+   */
+  constructor({ args = [], workers = WORKERS, name = 'server' } = {}) {
+    this.extraArgs = args;
+    this.workers = workers;
+    this.name = name;
+    this.log = '';
+    this.proc = null;
+    this.exits = [];
+  }
+
+  get httpBase() { return `http://127.0.0.1:${this.httpPort}`; }
+
+  args() {
+    return [
+      `--addr=127.0.0.1:${this.tcpPort}`,
+      `--wsAddr=127.0.0.1:${this.wsPort}`,
+      `--httpAddr=127.0.0.1:${this.httpPort}`,
+      `--dataDir=${this.dataDir}`,
+      `--workers=${this.workers}`,
+      ...this.extraArgs,
+    ];
+  }
+
+  /** First start: allocates ports and a data dir. */
+  async start() {
+    if (!fs.existsSync(MAGPIE_BIN)) throw new Error(`magpie binary not found at ${MAGPIE_BIN} (set MAGPIE_BIN)`);
+    this.dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'magpie-e2e-'));
+    [this.tcpPort, this.wsPort, this.httpPort] = await distinctFreePorts(3);
+    await this._spawn();
+    return this;
+  }
+
+  async _spawn() {
+    const args = this.args();
+    this.log += `\n=== spawn ${MAGPIE_BIN} ${args.join(' ')}\n`;
+    const proc = spawn(MAGPIE_BIN, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    this.proc = proc;
+    const append = (d) => { this.log += d.toString(); if (this.log.length > 4_000_000) this.log = this.log.slice(-2_000_000); };
+    proc.stdout.on('data', append);
+    proc.stderr.on('data', append);
+    proc.exited = new Promise((resolve) => {
+      proc.on('exit', (code, signal) => {
+        this.log += `\n=== exit code=${code} signal=${signal}\n`;
+        this.exits.push({ code, signal });
+        resolve({ code, signal });
+      });
+    });
+    await this.waitReady(10000);
+  }
+
+  /** Poll GET /health until 200 and TCP + WS listeners accept. */
+  async waitReady(timeoutMs) {
+    const deadline = Date.now() + timeoutMs;
+    let last = '';
+    while (Date.now() < deadline) {
+      if (this.proc.exitCode !== null || this.proc.signalCode !== null) {
+        throw new Error(`magpie exited during startup (code ${this.proc.exitCode}, signal ${this.proc.signalCode})\n${this.tail()}`);
+      }
+      try {
+        const r = await fetch(`${this.httpBase}/health`, { signal: AbortSignal.timeout(500) });
+        await r.text();
+        if (r.status === 200 && await tcpProbe(this.tcpPort) && await tcpProbe(this.wsPort)) return;
+        last = `health ${r.status}`;
+      } catch (e) {
+        last = e.cause?.code ?? e.message;
+      }
+      await sleep(50);
+    }
+    throw new Error(`magpie not ready after ${timeoutMs} ms (${last})\n${this.tail()}`);
+  }
+
+  /** Graceful stop (SIGTERM, then SIGKILL after 3 s). */
+  async stop() {
+    const p = this.proc;
+    if (!p || p.exitCode !== null || p.signalCode !== null) return;
+    p.kill('SIGTERM');
+    const r = await Promise.race([p.exited, sleep(3000).then(() => null)]);
+    if (r === null) {
+      this.log += '\n=== did not exit 3 s after SIGTERM; sending SIGKILL\n';
+      p.kill('SIGKILL');
+      await p.exited;
+    }
+  }
+
+  /** kill -9, wait for the exit. */
+  async kill9() {
+    const p = this.proc;
+    if (!p || p.exitCode !== null || p.signalCode !== null) return;
+    p.kill('SIGKILL');
+    await p.exited;
+  }
+
+  /** Start again on the same ports and data dir. */
+  async restart() {
+    await this.stop();
+    await this._spawn();
+  }
+
+  /** Stop and remove the data directory; write the log to artifacts/. */
+  async dispose() {
+    await this.stop();
+    try {
+      fs.mkdirSync(ARTIFACTS_DIR, { recursive: true });
+      fs.writeFileSync(path.join(ARTIFACTS_DIR, `${this.name}.log`), this.log);
+    } catch { /* artifacts are best effort */ }
+    if (this.dataDir) fs.rmSync(this.dataDir, { recursive: true, force: true });
+  }
+
+  alive() { return !!this.proc && this.proc.exitCode === null && this.proc.signalCode === null; }
+
+  tail(n = 60) {
+    const lines = this.log.split('\n');
+    return `--- magpie output (last ${Math.min(n, lines.length)} lines) ---\n${lines.slice(-n).join('\n')}`;
+  }
+
+  /**
+   * HTTP request; body objects are JSON-encoded, strings are sent verbatim.
+   * Resolves {status, json, text, headers}. json is undefined when the body is not JSON.
+   */
+  async http(method, urlPath, body, { timeoutMs = 5000, headers = {} } = {}) {
+    const init = { method, headers: { ...headers }, signal: AbortSignal.timeout(timeoutMs) };
+    if (body !== undefined) {
+      init.body = typeof body === 'string' || Buffer.isBuffer(body) ? body : JSON.stringify(body);
+      init.headers['content-type'] ??= 'application/json';
+    }
+    const r = await fetch(`${this.httpBase}${urlPath}`, init);
+    const text = await r.text();
+    let json;
+    try { json = text.length ? JSON.parse(text) : undefined; } catch { json = undefined; }
+    return { status: r.status, json, text, headers: r.headers };
+  }
+
+  post(urlPath, body, opts) { return this.http('POST', urlPath, body, opts); }
+  get(urlPath, opts) { return this.http('GET', urlPath, undefined, opts); }
+}
