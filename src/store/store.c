@@ -421,3 +421,460 @@ static int get_message(tx *t, uint8_t type, mp_str id, uint64_t seq, msg_fields 
     int rc = kb_check(t->s, &mk);
     return rc ? rc : get_message_key(t, &mk, out);
 }
+
+static int get_message_by_id(tx *t, int64_t message_id, msg_fields *out) {
+    kbuf ik = {0};
+    uint8_t idk[8];
+    msgid_key(idk, message_id);
+    kb_put(&ik, idk, 8);
+    MDB_val v;
+    int rc = tx_get(t, DB_MSGID, &ik, &v);
+    if (rc) return rc;
+    if (v.mv_size < 3 + 8 || v.mv_size > STORE_MAX_KEY) return corrupt("msg_id");
+    kbuf mk = {0};
+    kb_put(&mk, v.mv_data, v.mv_size);
+    rc = get_message_key(t, &mk, out);
+    return rc == MP_ENOTFOUND ? corrupt("msg_id") : rc;
+}
+
+static int get_message_by_cmn(tx *t, uint8_t type, mp_str id, mp_str cmn, msg_fields *out) {
+    if (cmn.len == 0) return MP_ENOTFOUND;
+    kbuf nk = {0};
+    kb_chan(&nk, type, id);
+    size_t cklen = nk.n;
+    kb_put(&nk, cmn.p, cmn.len);
+    if (kb_check(t->s, &nk)) return MP_ENOTFOUND; /* too long to have been indexed */
+    MDB_val v;
+    int rc = tx_get(t, DB_CMN, &nk, &v);
+    if (rc) return rc;
+    if (v.mv_size != 8) return corrupt("client_msg_no");
+    nk.n = cklen; /* reuse the channel key */
+    kb_u64(&nk, mp_load_u64be(v.mv_data));
+    if (kb_check(t->s, &nk)) return corrupt("client_msg_no");
+    rc = get_message_key(t, &nk, out);
+    return rc == MP_ENOTFOUND ? corrupt("client_msg_no") : rc;
+}
+
+static int scan_messages(tx *t, uint8_t type, mp_str id, uint64_t lo, uint64_t hi, int reverse, size_t limit,
+                         store_msg_cb cb, void *ctx) {
+    kbuf sk = {0};
+    kb_chan(&sk, type, id);
+    size_t cklen = sk.n;
+    kb_u64(&sk, reverse ? hi : lo);
+    int ret = kb_check(t->s, &sk);
+    if (ret) return ret;
+    if (lo > hi) return MP_OK;
+    MDB_cursor *c;
+    int rc = mdb_cursor_open(t->txn, t->s->dbi[DB_MSG], &c);
+    if (rc) return tx_err(t, rc, "msg cursor");
+    MDB_val k = kb_val(&sk), v;
+    rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
+    if (reverse) {
+        /* SET_RANGE lands on the first key >= (channel, hi); step back unless it is hi. */
+        if (rc == MDB_NOTFOUND)
+            rc = mdb_cursor_get(c, &k, &v, MDB_LAST);
+        else if (rc == 0 && !(k.mv_size == sk.n && memcmp(k.mv_data, sk.b, sk.n) == 0))
+            rc = mdb_cursor_get(c, &k, &v, MDB_PREV);
+    }
+    size_t n = 0;
+    while (rc == 0) {
+        if (k.mv_size != cklen + 8 || memcmp(k.mv_data, sk.b, cklen) != 0) break;
+        uint64_t seq = mp_load_u64be((const uint8_t *)k.mv_data + cklen);
+        if (reverse ? seq < lo : seq > hi) break;
+        msg_fields m;
+        if ((ret = decode_msg_val(&v, &m)) != MP_OK) break;
+        if (cb(ctx, &m)) break;
+        if (limit && ++n >= limit) break;
+        rc = mdb_cursor_get(c, &k, &v, reverse ? MDB_PREV : MDB_NEXT);
+    }
+    if (ret == MP_OK && rc != 0 && rc != MDB_NOTFOUND) ret = tx_err(t, rc, "msg scan");
+    mdb_cursor_close(c);
+    return ret;
+}
+
+/* Visit every row whose key starts with prefix (all rows when plen == 0). fn returns
+ * 0 to go on, > 0 to stop, < 0 (an MP_E* code) to fail. */
+typedef int (*kv_fn)(void *ctx, const MDB_val *k, const MDB_val *v);
+
+static int prefix_scan(tx *t, int db, const uint8_t *prefix, size_t plen, kv_fn fn, void *ctx) {
+    MDB_cursor *c;
+    int rc = mdb_cursor_open(t->txn, t->s->dbi[db], &c);
+    if (rc) return tx_err(t, rc, db_names[db]);
+    MDB_val k = {plen, (void *)prefix}, v;
+    rc = mdb_cursor_get(c, &k, &v, plen ? MDB_SET_RANGE : MDB_FIRST);
+    int ret = MP_OK;
+    while (rc == 0) {
+        if (k.mv_size < plen || memcmp(k.mv_data, prefix, plen) != 0) break;
+        int r = fn(ctx, &k, &v);
+        if (r < 0) ret = r;
+        if (r) break;
+        rc = mdb_cursor_get(c, &k, &v, MDB_NEXT);
+    }
+    if (ret == MP_OK && rc != 0 && rc != MDB_NOTFOUND) ret = tx_err(t, rc, db_names[db]);
+    mdb_cursor_close(c);
+    return ret;
+}
+
+typedef struct uid_visit {
+    size_t skip; /* prefix bytes before the uid */
+    store_uid_cb cb;
+    void *ctx;
+    uint64_t count;
+} uid_visit;
+
+static int visit_uid(void *ctx, const MDB_val *k, const MDB_val *v) {
+    (void)v;
+    uid_visit *u = ctx;
+    u->count++;
+    if (!u->cb) return 0;
+    mp_str uid = {(const char *)k->mv_data + u->skip, (uint32_t)(k->mv_size - u->skip)};
+    return u->cb(u->ctx, uid) ? 1 : 0;
+}
+
+static int scan_set(tx *t, int set, uint8_t type, mp_str id, store_uid_cb cb, void *ctx, uint64_t *count) {
+    if (!valid_set(set)) return MP_EINVAL;
+    kbuf ck = {0};
+    kb_chan(&ck, type, id);
+    int rc = kb_check(t->s, &ck);
+    if (rc) return rc;
+    uid_visit u = {ck.n, cb, ctx, 0};
+    rc = prefix_scan(t, DB_SUB + set, ck.b, ck.n, visit_uid, &u);
+    if (count) *count = rc == MP_OK ? u.count : 0;
+    return rc;
+}
+
+static int set_contains(tx *t, int set, uint8_t type, mp_str id, mp_str uid) {
+    if (!valid_set(set)) return MP_EINVAL;
+    kbuf k = {0};
+    kb_chan(&k, type, id);
+    kb_put(&k, uid.p, uid.len);
+    if (kb_check(t->s, &k)) return 0; /* could never have been added */
+    MDB_val v;
+    int rc = tx_get(t, DB_SUB + set, &k, &v);
+    return rc == MP_OK ? 1 : rc == MP_ENOTFOUND ? 0 : rc;
+}
+
+static int conv_key(const store *s, kbuf *k, mp_str uid, uint8_t type, mp_str id) {
+    kb_str16(k, uid);
+    kb_chan(k, type, id);
+    return kb_check(s, k);
+}
+
+static int get_conv(tx *t, mp_str uid, uint8_t type, mp_str id, store_conv *c) {
+    kbuf k = {0};
+    int rc = conv_key(t->s, &k, uid, type, id);
+    if (rc) return rc == MP_ETOOBIG ? MP_ENOTFOUND : rc;
+    MDB_val v;
+    rc = tx_get(t, DB_CONV, &k, &v);
+    return rc ? rc : conv_decode(&v, c);
+}
+
+/* ---- write operations ------------------------------------------------------------- */
+
+int store_txn_append_message(store_wtxn *w, const msg_fields *f) {
+    tx *t = &w->t;
+    kbuf mk = {0};
+    kb_chan(&mk, f->channel_type, f->channel_id);
+    size_t cklen = mk.n;
+    kb_u64(&mk, f->seq);
+    int rc = kb_check(t->s, &mk);
+    if (rc) return rc;
+    kbuf nk = {0};
+    if (f->client_msg_no.len) {
+        kb_put(&nk, mk.b, cklen);
+        kb_put(&nk, f->client_msg_no.p, f->client_msg_no.len);
+        if ((rc = kb_check(t->s, &nk)) != MP_OK) return rc;
+    }
+    kbuf ck = {0};
+    kb_put(&ck, mk.b, cklen);
+    uint64_t last;
+    if ((rc = tx_last_seq(t, &ck, &last)) != MP_OK) return rc;
+    if (f->seq != last + 1) return MP_EINVAL;
+
+    MDB_val key = kb_val(&mk), val = {store_msg_encoded_size(f), NULL};
+    rc = mdb_put(t->txn, t->s->dbi[DB_MSG], &key, &val, MDB_RESERVE);
+    if (rc) return tx_err(t, rc, "msg");
+    store_msg_encode(f, val.mv_data);
+
+    kbuf ik = {0};
+    uint8_t idk[8];
+    msgid_key(idk, f->message_id);
+    kb_put(&ik, idk, 8);
+    if ((rc = tx_put(t, DB_MSGID, &ik, mk.b, mk.n)) != MP_OK) return rc;
+
+    uint8_t seqv[8];
+    mp_store_u64be(seqv, f->seq);
+    if (f->client_msg_no.len && (rc = tx_put(t, DB_CMN, &nk, seqv, 8)) != MP_OK) return rc;
+    return tx_put(t, DB_LASTSEQ, &ck, seqv, 8);
+}
+
+int store_txn_get_last_seq(store_wtxn *t, uint8_t type, mp_str id, uint64_t *seq) {
+    return get_last_seq(&t->t, type, id, seq);
+}
+
+int store_txn_put_channel_info(store_wtxn *w, uint8_t type, mp_str id, const store_channel_info *info) {
+    kbuf ck = {0};
+    kb_chan(&ck, type, id);
+    int rc = kb_check(w->t.s, &ck);
+    if (rc) return rc;
+    uint8_t v[INFO_SIZE];
+    info_encode(info, v);
+    return tx_put(&w->t, DB_CHAN, &ck, v, sizeof v);
+}
+
+int store_txn_get_channel_info(store_wtxn *t, uint8_t type, mp_str id, store_channel_info *info) {
+    return get_channel_info(&t->t, type, id, info);
+}
+
+int store_txn_set_member(store_wtxn *w, int set, uint8_t type, mp_str id, mp_str uid, int present) {
+    if (!valid_set(set)) return MP_EINVAL;
+    kbuf k = {0};
+    kb_chan(&k, type, id);
+    kb_put(&k, uid.p, uid.len);
+    int rc = kb_check(w->t.s, &k);
+    if (rc) return present ? rc : MP_OK; /* such a member cannot exist */
+    return present ? tx_put(&w->t, DB_SUB + set, &k, NULL, 0) : tx_del(&w->t, DB_SUB + set, &k);
+}
+
+int store_txn_clear_set(store_wtxn *w, int set, uint8_t type, mp_str id) {
+    tx *t = &w->t;
+    if (!valid_set(set)) return MP_EINVAL;
+    kbuf ck = {0};
+    kb_chan(&ck, type, id);
+    int rc = kb_check(t->s, &ck);
+    if (rc) return rc;
+    MDB_cursor *c;
+    if ((rc = mdb_cursor_open(t->txn, set_dbi(t->s, set), &c)) != 0) return tx_err(t, rc, "set cursor");
+    MDB_val k = kb_val(&ck), v;
+    rc = mdb_cursor_get(c, &k, &v, MDB_SET_RANGE);
+    while (rc == 0 && k.mv_size >= ck.n && memcmp(k.mv_data, ck.b, ck.n) == 0) {
+        if ((rc = mdb_cursor_del(c, 0)) != 0) break;
+        /* after a delete the cursor already sits on the next row; MDB_NEXT returns it */
+        rc = mdb_cursor_get(c, &k, &v, MDB_NEXT);
+    }
+    mdb_cursor_close(c);
+    return rc == 0 || rc == MDB_NOTFOUND ? MP_OK : tx_err(t, rc, db_names[DB_SUB + set]);
+}
+
+static int device_key(const store *s, kbuf *k, mp_str uid, uint8_t device_flag) {
+    kb_str16(k, uid);
+    kb_u8(k, device_flag);
+    return kb_check(s, k);
+}
+
+int store_txn_put_device(store_wtxn *w, mp_str uid, uint8_t device_flag, mp_str token, uint8_t level) {
+    tx *t = &w->t;
+    kbuf k = {0};
+    int rc = device_key(t->s, &k, uid, device_flag);
+    if (rc) return rc;
+    MDB_val key = kb_val(&k), val = {2 + (size_t)token.len, NULL};
+    rc = mdb_put(t->txn, t->s->dbi[DB_DEVICE], &key, &val, MDB_RESERVE);
+    if (rc) return tx_err(t, rc, "device");
+    uint8_t *p = val.mv_data;
+    p[0] = DEVICE_FORMAT;
+    p[1] = level;
+    if (token.len) memcpy(p + 2, token.p, token.len);
+    return MP_OK;
+}
+
+int store_txn_get_conv(store_wtxn *t, mp_str uid, uint8_t type, mp_str id, store_conv *c) {
+    return get_conv(&t->t, uid, type, id, c);
+}
+
+int store_txn_put_conv(store_wtxn *w, mp_str uid, uint8_t type, mp_str id, const store_conv *c) {
+    kbuf k = {0};
+    int rc = conv_key(w->t.s, &k, uid, type, id);
+    if (rc) return rc;
+    uint8_t v[CONV_SIZE];
+    conv_encode(c, v);
+    return tx_put(&w->t, DB_CONV, &k, v, sizeof v);
+}
+
+int store_txn_del_conv(store_wtxn *w, mp_str uid, uint8_t type, mp_str id) {
+    kbuf k = {0};
+    if (conv_key(w->t.s, &k, uid, type, id)) return MP_OK;
+    return tx_del(&w->t, DB_CONV, &k);
+}
+
+int store_txn_set_sysuid(store_wtxn *w, mp_str uid, int present) {
+    if (uid.len == 0) return MP_EINVAL;
+    kbuf k = {0};
+    kb_put(&k, uid.p, uid.len);
+    int rc = kb_check(w->t.s, &k);
+    if (rc) return present ? rc : MP_OK;
+    return present ? tx_put(&w->t, DB_SYSUID, &k, NULL, 0) : tx_del(&w->t, DB_SYSUID, &k);
+}
+
+int store_txn_scan_set(store_wtxn *t, int set, uint8_t type, mp_str id, store_uid_cb cb, void *ctx) {
+    return scan_set(&t->t, set, type, id, cb, ctx, NULL);
+}
+
+int store_txn_set_contains(store_wtxn *t, int set, uint8_t type, mp_str id, mp_str uid) {
+    return set_contains(&t->t, set, type, id, uid);
+}
+
+/* ---- read transactions --------------------------------------------------------------- */
+
+static void gate_leave(store *s) {
+    if (atomic_fetch_sub(&s->readers, 1) == 1 && atomic_load(&s->resizing)) {
+        pthread_mutex_lock(&s->gate_mu);
+        pthread_cond_broadcast(&s->gate_cond);
+        pthread_mutex_unlock(&s->gate_mu);
+    }
+}
+
+/* Count this reader in; wait while the writer is resizing the map. */
+static void gate_enter(store *s) {
+    for (;;) {
+        atomic_fetch_add(&s->readers, 1);
+        if (!atomic_load(&s->resizing)) return;
+        gate_leave(s);
+        pthread_mutex_lock(&s->gate_mu);
+        while (atomic_load(&s->resizing)) pthread_cond_wait(&s->gate_cond, &s->gate_mu);
+        pthread_mutex_unlock(&s->gate_mu);
+    }
+}
+
+int store_rtxn_begin(store *s, store_rtxn **out) {
+    *out = NULL;
+    gate_enter(s);
+    MDB_txn *txn;
+    int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
+    if (rc) {
+        gate_leave(s);
+        LOG_ERROR(COMP, "read txn: %s", mdb_strerror(rc));
+        return rc == MDB_READERS_FULL ? MP_EFULL : MP_EIO;
+    }
+    store_rtxn *r = mp_malloc(sizeof *r);
+    r->t = (tx){s, txn, 0};
+    *out = r;
+    return MP_OK;
+}
+
+void store_rtxn_end(store_rtxn *r) {
+    if (!r) return;
+    store *s = r->t.s;
+    mdb_txn_abort(r->t.txn);
+    free(r);
+    gate_leave(s);
+}
+
+int store_get_last_seq(store_rtxn *r, uint8_t type, mp_str id, uint64_t *seq) {
+    return get_last_seq(&r->t, type, id, seq);
+}
+
+int store_get_channel_info(store_rtxn *r, uint8_t type, mp_str id, store_channel_info *info) {
+    return get_channel_info(&r->t, type, id, info);
+}
+
+int store_get_message(store_rtxn *r, uint8_t type, mp_str id, uint64_t seq, msg_fields *out) {
+    return get_message(&r->t, type, id, seq, out);
+}
+
+int store_get_message_by_id(store_rtxn *r, int64_t message_id, msg_fields *out) {
+    return get_message_by_id(&r->t, message_id, out);
+}
+
+int store_get_message_by_client_msg_no(store_rtxn *r, uint8_t type, mp_str id, mp_str client_msg_no,
+                                       msg_fields *out) {
+    return get_message_by_cmn(&r->t, type, id, client_msg_no, out);
+}
+
+int store_scan_messages(store_rtxn *r, uint8_t type, mp_str id, uint64_t lo, uint64_t hi, int reverse, size_t limit,
+                        store_msg_cb cb, void *ctx) {
+    return scan_messages(&r->t, type, id, lo, hi, reverse, limit, cb, ctx);
+}
+
+int store_scan_set(store_rtxn *r, int set, uint8_t type, mp_str id, store_uid_cb cb, void *ctx) {
+    return scan_set(&r->t, set, type, id, cb, ctx, NULL);
+}
+
+int store_set_contains(store_rtxn *r, int set, uint8_t type, mp_str id, mp_str uid) {
+    return set_contains(&r->t, set, type, id, uid);
+}
+
+int store_set_count(store_rtxn *r, int set, uint8_t type, mp_str id, uint64_t *count) {
+    return scan_set(&r->t, set, type, id, NULL, NULL, count);
+}
+
+int store_get_device(store_rtxn *r, mp_str uid, uint8_t device_flag, store_device *out) {
+    kbuf k = {0};
+    if (device_key(r->t.s, &k, uid, device_flag)) return MP_ENOTFOUND;
+    MDB_val v;
+    int rc = tx_get(&r->t, DB_DEVICE, &k, &v);
+    if (rc) return rc;
+    const uint8_t *p = v.mv_data;
+    if (v.mv_size < 2 || p[0] != DEVICE_FORMAT) return corrupt("device");
+    out->level = p[1];
+    out->token = (mp_str){v.mv_size > 2 ? (const char *)p + 2 : "", (uint32_t)(v.mv_size - 2)};
+    return MP_OK;
+}
+
+int store_get_conv(store_rtxn *r, mp_str uid, uint8_t type, mp_str id, store_conv *c) {
+    return get_conv(&r->t, uid, type, id, c);
+}
+
+typedef struct conv_visit {
+    size_t skip;
+    store_conv_cb cb;
+    void *ctx;
+} conv_visit;
+
+static int visit_conv(void *ctx, const MDB_val *k, const MDB_val *v) {
+    conv_visit *cv = ctx;
+    uint8_t type;
+    mp_str id;
+    store_conv c;
+    size_t used = parse_chan((const uint8_t *)k->mv_data + cv->skip, k->mv_size - cv->skip, &type, &id);
+    if (used == 0 || used != k->mv_size - cv->skip) return corrupt("conversation key");
+    int rc = conv_decode(v, &c);
+    if (rc) return rc;
+    return cv->cb(cv->ctx, type, id, &c) ? 1 : 0;
+}
+
+int store_scan_convs(store_rtxn *r, mp_str uid, store_conv_cb cb, void *ctx) {
+    kbuf k = {0};
+    kb_str16(&k, uid);
+    if (kb_check(r->t.s, &k)) return MP_OK;
+    conv_visit cv = {k.n, cb, ctx};
+    return prefix_scan(&r->t, DB_CONV, k.b, k.n, visit_conv, &cv);
+}
+
+int store_scan_sysuids(store_rtxn *r, store_uid_cb cb, void *ctx) {
+    uid_visit u = {0, cb, ctx, 0};
+    return prefix_scan(&r->t, DB_SYSUID, NULL, 0, visit_uid, &u);
+}
+
+/* Merge the key-sorted channel and last_seq tables so a channel with both is seen once. */
+int store_scan_channels(store_rtxn *r, store_chan_cb cb, void *ctx) {
+    tx *t = &r->t;
+    MDB_cursor *ca = NULL, *cb2 = NULL;
+    int rc = mdb_cursor_open(t->txn, t->s->dbi[DB_CHAN], &ca);
+    if (rc == 0) rc = mdb_cursor_open(t->txn, t->s->dbi[DB_LASTSEQ], &cb2);
+    if (rc) {
+        if (ca) mdb_cursor_close(ca);
+        return tx_err(t, rc, "channel cursor");
+    }
+    MDB_val ka, kb, v;
+    int ra = mdb_cursor_get(ca, &ka, &v, MDB_FIRST);
+    int rb = mdb_cursor_get(cb2, &kb, &v, MDB_FIRST);
+    int ret = MP_OK;
+    while (ra == 0 || rb == 0) {
+        int c = ra == 0 && rb == 0 ? mdb_cmp(t->txn, t->s->dbi[DB_CHAN], &ka, &kb) : ra == 0 ? -1 : 1;
+        const MDB_val *k = c <= 0 ? &ka : &kb;
+        uint8_t type;
+        mp_str id;
+        if (parse_chan(k->mv_data, k->mv_size, &type, &id) != k->mv_size) {
+            ret = corrupt("channel key");
+            break;
+        }
+        if (cb(ctx, type, id)) break;
+        if (c <= 0) ra = mdb_cursor_get(ca, &ka, &v, MDB_NEXT);
+        if (c >= 0) rb = mdb_cursor_get(cb2, &kb, &v, MDB_NEXT);
+    }
+    if (ret == MP_OK && ra != 0 && ra != MDB_NOTFOUND) ret = tx_err(t, ra, "channel scan");
+    if (ret == MP_OK && rb != 0 && rb != MDB_NOTFOUND) ret = tx_err(t, rb, "last_seq scan");
+    mdb_cursor_close(ca);
+    mdb_cursor_close(cb2);
+    return ret;
+}
