@@ -22,6 +22,8 @@ typedef void (*api_handler_fn)(api_req *r);
 mp_str api_req_body(const api_req *r);
 /* Query parameter `name`, percent-decoded; 1 if present. The value lives until the answer. */
 int api_req_query(api_req *r, const char *name, mp_str *out);
+/* Query parameter as a uint8 the way WuKongIM reads it (strconv.ParseUint, errors -> 0). */
+uint8_t api_req_query_u8(api_req *r, const char *name);
 /* The server configuration. */
 const mp_config *api_cfg(void);
 

@@ -420,8 +420,10 @@ void config_defaults(mp_config *c) {
 }
 
 int config_set(mp_config *c, const char *key, const char *value, char *err, size_t errlen) {
-    const opt *o = find_opt(key);
+    const opt *o = key ? find_opt(key) : NULL;
+    if (!key) return fail(err, errlen, "no key");
     if (!o) return unknown_key(key, err, errlen);
+    if (!value) return fail(err, errlen, "%s: no value", o->key);
     char msg[256];
     if (opt_set(c, o, value, msg, sizeof msg) != MP_OK) return fail(err, errlen, "%s: %s", o->key, msg);
     return MP_OK;

@@ -7,7 +7,6 @@
 #include "ws.h"
 
 #include <openssl/evp.h>
-#include <stdio.h>
 #include <strings.h>
 
 #define WS_HEAD_MAX 8192

@@ -504,7 +504,7 @@ static int prefix_scan(tx *t, int db, const uint8_t *prefix, size_t plen, kv_fn 
     rc = mdb_cursor_get(c, &k, &v, plen ? MDB_SET_RANGE : MDB_FIRST);
     int ret = MP_OK;
     while (rc == 0) {
-        if (k.mv_size < plen || memcmp(k.mv_data, prefix, plen) != 0) break;
+        if (plen && (k.mv_size < plen || memcmp(k.mv_data, prefix, plen) != 0)) break;
         int r = fn(ctx, &k, &v);
         if (r < 0) ret = r;
         if (r) break;
@@ -532,6 +532,7 @@ static int visit_uid(void *ctx, const MDB_val *k, const MDB_val *v) {
 }
 
 static int scan_set(tx *t, int set, uint8_t type, mp_str id, store_uid_cb cb, void *ctx, uint64_t *count) {
+    if (count) *count = 0;
     if (!valid_set(set)) return MP_EINVAL;
     kbuf ck = {0};
     kb_chan(&ck, type, id);
@@ -822,8 +823,8 @@ typedef struct conv_visit {
 
 static int visit_conv(void *ctx, const MDB_val *k, const MDB_val *v) {
     conv_visit *cv = ctx;
-    uint8_t type;
-    mp_str id;
+    uint8_t type = 0;
+    mp_str id = {NULL, 0};
     store_conv c;
     size_t used = parse_chan((const uint8_t *)k->mv_data + cv->skip, k->mv_size - cv->skip, &type, &id);
     if (used == 0 || used != k->mv_size - cv->skip) return corrupt("conversation key");
@@ -862,9 +863,10 @@ int store_scan_channels(store_rtxn *r, store_chan_cb cb, void *ctx) {
     while (ra == 0 || rb == 0) {
         int c = ra == 0 && rb == 0 ? mdb_cmp(t->txn, t->s->dbi[DB_CHAN], &ka, &kb) : ra == 0 ? -1 : 1;
         const MDB_val *k = c <= 0 ? &ka : &kb;
-        uint8_t type;
-        mp_str id;
-        if (parse_chan(k->mv_data, k->mv_size, &type, &id) != k->mv_size) {
+        uint8_t type = 0;
+        mp_str id = {NULL, 0};
+        size_t used = parse_chan(k->mv_data, k->mv_size, &type, &id);
+        if (used == 0 || used != k->mv_size) {
             ret = corrupt("channel key");
             break;
         }
@@ -877,4 +879,389 @@ int store_scan_channels(store_rtxn *r, store_chan_cb cb, void *ctx) {
     mdb_cursor_close(ca);
     mdb_cursor_close(cb2);
     return ret;
+}
+
+/* ---- writer thread ------------------------------------------------------------------- */
+
+static struct timespec mono_deadline(uint64_t ms) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    ts.tv_sec += (time_t)(ms / 1000);
+    ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    return ts;
+}
+
+/* Double the map. LMDB needs every transaction of this process closed meanwhile: close the
+ * read gate and wait (bounded) for open read transactions to end. */
+static int grow_map(store *s) {
+    MDB_envinfo info;
+    int rc = mdb_env_info(s->env, &info);
+    if (rc) {
+        LOG_ERROR(COMP, "env info: %s", mdb_strerror(rc));
+        return MP_EIO;
+    }
+    size_t cur = info.me_mapsize;
+    if (cur > SIZE_MAX / 2) {
+        LOG_ERROR(COMP, "map full at %zu bytes", cur);
+        return MP_EIO;
+    }
+    size_t next = cur * 2;
+    int drained = 1;
+    pthread_mutex_lock(&s->gate_mu);
+    atomic_store(&s->resizing, 1);
+    struct timespec deadline = mono_deadline(RESIZE_WAIT_MS);
+    while (atomic_load(&s->readers) > 0) {
+        if (pthread_cond_timedwait(&s->gate_cond, &s->gate_mu, &deadline) == ETIMEDOUT &&
+            atomic_load(&s->readers) > 0) {
+            drained = 0;
+            break;
+        }
+    }
+    rc = drained ? mdb_env_set_mapsize(s->env, next) : 0;
+    atomic_store(&s->resizing, 0);
+    pthread_cond_broadcast(&s->gate_cond);
+    pthread_mutex_unlock(&s->gate_mu);
+    if (!drained) {
+        LOG_ERROR(COMP, "map full and read transactions stayed open for %d ms; batch failed", RESIZE_WAIT_MS);
+        return MP_EIO;
+    }
+    if (rc) {
+        LOG_ERROR(COMP, "grow map to %zu bytes: %s", next, mdb_strerror(rc));
+        return MP_EIO;
+    }
+    stat_add(&s->st_map_resizes, 1);
+    atomic_store_explicit(&s->st_map_size, next, memory_order_relaxed);
+    LOG_INFO(COMP, "map grown to %zu MiB", next >> 20);
+    return MP_OK;
+}
+
+static void set_status(store_op *from, store_op *to, int status) {
+    for (store_op *op = from; op != to; op = op->next) op->status = status;
+}
+
+enum { TXN_DONE = 0, TXN_MAP_FULL = 1 };
+
+/* Run ops from `first` in one write transaction, each in a nested one, and commit.
+ * Sets every op's status. *stop is the first op left for a new transaction (when this one
+ * reached LMDB's dirty-page limit), or NULL. Returns TXN_MAP_FULL (all aborted) when the
+ * map must grow. */
+static int run_txn(store *s, store_op *first, store_op **stop) {
+    *stop = NULL;
+    MDB_txn *parent;
+    int rc = mdb_txn_begin(s->env, NULL, 0, &parent);
+    if (rc == MDB_MAP_FULL) return TXN_MAP_FULL;
+    if (rc) {
+        LOG_ERROR(COMP, "write txn: %s", mdb_strerror(rc));
+        set_status(first, NULL, MP_EIO);
+        stat_add(&s->st_commit_failures, 1);
+        return TXN_DONE;
+    }
+    for (store_op *op = first; op; op = op->next) {
+        op->status = MP_OK;
+        if (!op->fn) continue;
+        struct store_wtxn w = {{s, NULL, 0}};
+        rc = mdb_txn_begin(s->env, parent, 0, &w.t.txn);
+        if (rc) {
+            LOG_ERROR(COMP, "nested txn: %s", mdb_strerror(rc));
+            op->status = MP_EIO;
+            continue;
+        }
+        int st = op->fn(&w, op->arg);
+        if (st == MP_OK && w.t.lmdb_err == 0) {
+            rc = mdb_txn_commit(w.t.txn);
+            if (rc == 0) continue;
+            w.t.lmdb_err = rc;
+            if (rc != MDB_MAP_FULL && rc != MDB_TXN_FULL) LOG_ERROR(COMP, "nested commit: %s", mdb_strerror(rc));
+        } else {
+            mdb_txn_abort(w.t.txn);
+        }
+        if (w.t.lmdb_err == MDB_MAP_FULL) {
+            mdb_txn_abort(parent);
+            return TXN_MAP_FULL;
+        }
+        if (w.t.lmdb_err == MDB_TXN_FULL) {
+            if (op != first) { /* commit what came before; this op starts the next txn */
+                *stop = op;
+                break;
+            }
+            LOG_ERROR(COMP, "one write op exceeds the transaction size limit");
+            op->status = MP_ETOOBIG;
+            continue;
+        }
+        op->status = st != MP_OK ? st : MP_EIO;
+    }
+    rc = mdb_txn_commit(parent);
+    if (rc == MDB_MAP_FULL) return TXN_MAP_FULL;
+    if (rc) {
+        LOG_ERROR(COMP, "commit: %s", mdb_strerror(rc));
+        set_status(first, *stop, MP_EIO);
+        stat_add(&s->st_commit_failures, 1);
+        return TXN_DONE;
+    }
+    stat_add(&s->st_commits, 1);
+    if (s->sync_mode == STORE_SYNC_INTERVAL && !s->dirty) {
+        s->dirty = 1;
+        s->next_sync_ms = mp_mono_ms() + s->sync_interval_ms;
+    }
+    return TXN_DONE;
+}
+
+/* Commit ops from `first`; returns where the next transaction must start (NULL: all done). */
+static store_op *run_segment(store *s, store_op *first) {
+    for (int grows = 0;; grows++) {
+        store_op *stop;
+        if (run_txn(s, first, &stop) == TXN_DONE) return stop;
+        if (grows >= MAX_GROWS || grow_map(s) != MP_OK) {
+            if (grows >= MAX_GROWS) LOG_ERROR(COMP, "map still full after %d resizes; batch failed", grows);
+            set_status(first, NULL, MP_EIO);
+            stat_add(&s->st_commit_failures, 1);
+            return NULL;
+        }
+    }
+}
+
+static void run_batch(store *s, store_op *ops) {
+    while (ops) {
+        store_op *stop = run_segment(s, ops);
+        while (ops != stop) {
+            store_op *next = ops->next;
+            stat_add(&s->st_completed, 1); /* before done, so a woken waiter sees it */
+            if (ops->done) ops->done(ops->arg, ops->status);
+            free(ops);
+            ops = next;
+        }
+    }
+}
+
+static void maybe_sync(store *s, int force) {
+    if (s->sync_mode != STORE_SYNC_INTERVAL || !s->dirty) return;
+    if (!force && mp_mono_ms() < s->next_sync_ms) return;
+    int rc = mdb_env_sync(s->env, 1);
+    if (rc) LOG_ERROR(COMP, "sync: %s", mdb_strerror(rc));
+    s->dirty = 0;
+    stat_add(&s->st_syncs, 1);
+}
+
+/* Detach up to max_batch ops from the queue head. Caller holds mu. */
+static store_op *take_batch(store *s) {
+    store_op *first = s->head, *last = first;
+    if (!first) return NULL;
+    uint64_t n = 1;
+    while (last->next && n < s->max_batch) {
+        last = last->next;
+        n++;
+    }
+    s->head = last->next;
+    if (!s->head) s->tail = NULL;
+    last->next = NULL;
+    s->queued -= n;
+    if (n > atomic_load_explicit(&s->st_largest_batch, memory_order_relaxed))
+        atomic_store_explicit(&s->st_largest_batch, n, memory_order_relaxed);
+    return first;
+}
+
+static void *writer_main(void *arg) {
+    store *s = arg;
+    for (;;) {
+        pthread_mutex_lock(&s->mu);
+        while (!s->head && !s->closing) {
+            if (s->dirty) { /* interval mode with unsynced commits: wake up for the sync */
+                uint64_t now = mp_mono_ms();
+                if (now >= s->next_sync_ms) break;
+                struct timespec ts = mono_deadline(s->next_sync_ms - now);
+                pthread_cond_timedwait(&s->cond, &s->mu, &ts);
+            } else {
+                pthread_cond_wait(&s->cond, &s->mu);
+            }
+        }
+        store_op *batch = take_batch(s);
+        int stop = !batch && s->closing;
+        pthread_mutex_unlock(&s->mu);
+        if (batch) run_batch(s, batch);
+        maybe_sync(s, stop);
+        if (stop) return NULL;
+    }
+}
+
+int store_submit(store *s, store_write_fn fn, store_done_fn done, void *arg) {
+    if (!s) return MP_EINVAL;
+    store_op *op = mp_malloc(sizeof *op);
+    *op = (store_op){NULL, fn, done, arg, MP_OK};
+    pthread_mutex_lock(&s->mu);
+    if (s->closing) {
+        pthread_mutex_unlock(&s->mu);
+        free(op);
+        return MP_ECLOSED;
+    }
+    int wake = s->head == NULL; /* the writer only sleeps on an empty queue */
+    if (s->tail)
+        s->tail->next = op;
+    else
+        s->head = op;
+    s->tail = op;
+    s->queued++;
+    if (wake) pthread_cond_signal(&s->cond);
+    pthread_mutex_unlock(&s->mu);
+    stat_add(&s->st_submitted, 1);
+    return MP_OK;
+}
+
+void store_get_stats(store *s, store_stats *out) {
+    memset(out, 0, sizeof *out);
+    pthread_mutex_lock(&s->mu);
+    out->queued = s->queued;
+    pthread_mutex_unlock(&s->mu);
+    out->submitted = atomic_load_explicit(&s->st_submitted, memory_order_relaxed);
+    out->completed = atomic_load_explicit(&s->st_completed, memory_order_relaxed);
+    out->commits = atomic_load_explicit(&s->st_commits, memory_order_relaxed);
+    out->commit_failures = atomic_load_explicit(&s->st_commit_failures, memory_order_relaxed);
+    out->largest_batch = atomic_load_explicit(&s->st_largest_batch, memory_order_relaxed);
+    out->map_resizes = atomic_load_explicit(&s->st_map_resizes, memory_order_relaxed);
+    out->syncs = atomic_load_explicit(&s->st_syncs, memory_order_relaxed);
+    out->map_size = atomic_load_explicit(&s->st_map_size, memory_order_relaxed);
+}
+
+/* ---- open / close ------------------------------------------------------------------ */
+
+static int mkdir_p(const char *dir) {
+    char *p = mp_strndup(dir, strlen(dir));
+    int rc = 0;
+    for (char *c = p + 1; *c && rc == 0; c++) {
+        if (*c != '/') continue;
+        *c = 0;
+        if (mkdir(p, 0755) != 0 && errno != EEXIST) rc = -1;
+        *c = '/';
+    }
+    if (rc == 0 && mkdir(p, 0755) != 0 && errno != EEXIST) rc = -1;
+    struct stat st;
+    if (rc == 0 && (stat(p, &st) != 0 || !S_ISDIR(st.st_mode))) rc = -1;
+    free(p);
+    return rc;
+}
+
+static int cond_init_mono(pthread_cond_t *c) {
+    pthread_condattr_t a;
+    pthread_condattr_init(&a);
+    pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
+    int rc = pthread_cond_init(c, &a);
+    pthread_condattr_destroy(&a);
+    return rc;
+}
+
+/* Open every sub-database and check the layout version. */
+static int open_dbs(store *s) {
+    MDB_txn *txn;
+    int rc = mdb_txn_begin(s->env, NULL, 0, &txn);
+    if (rc) {
+        LOG_ERROR(COMP, "open: txn: %s", mdb_strerror(rc));
+        return MP_EIO;
+    }
+    for (int i = 0; i < DB_COUNT && rc == 0; i++) {
+        rc = mdb_dbi_open(txn, db_names[i], MDB_CREATE, &s->dbi[i]);
+        if (rc) LOG_ERROR(COMP, "open: database %s: %s", db_names[i], mdb_strerror(rc));
+    }
+    if (rc == 0) {
+        MDB_val k = {6, (void *)"format"}, v;
+        uint8_t ver = FORMAT_VERSION;
+        rc = mdb_get(txn, s->dbi[DB_META], &k, &v);
+        if (rc == MDB_NOTFOUND) {
+            v = (MDB_val){1, &ver};
+            rc = mdb_put(txn, s->dbi[DB_META], &k, &v, 0);
+            if (rc) LOG_ERROR(COMP, "open: write format: %s", mdb_strerror(rc));
+        } else if (rc) {
+            LOG_ERROR(COMP, "open: read format: %s", mdb_strerror(rc));
+        } else if (v.mv_size != 1 || *(const uint8_t *)v.mv_data != FORMAT_VERSION) {
+            LOG_ERROR(COMP, "open: unsupported data format (want %d)", FORMAT_VERSION);
+            rc = EINVAL;
+        }
+    }
+    if (rc) {
+        mdb_txn_abort(txn);
+        return MP_EIO;
+    }
+    rc = mdb_txn_commit(txn);
+    if (rc) {
+        LOG_ERROR(COMP, "open: commit: %s", mdb_strerror(rc));
+        return MP_EIO;
+    }
+    return MP_OK;
+}
+
+int store_open(const store_options *opt, store **out) {
+    *out = NULL;
+    if (!opt || !opt->dir || !opt->dir[0] ||
+        (opt->sync_mode != STORE_SYNC_ALWAYS && opt->sync_mode != STORE_SYNC_INTERVAL))
+        return MP_EINVAL;
+    if (mkdir_p(opt->dir) != 0) {
+        LOG_ERROR(COMP, "cannot create data dir %s: %s", opt->dir, strerror(errno));
+        return MP_EIO;
+    }
+    long page = sysconf(_SC_PAGESIZE);
+    uint64_t map = opt->map_size ? opt->map_size : DEFAULT_MAP_SIZE;
+    if (page > 0) map = (map + (uint64_t)page - 1) / (uint64_t)page * (uint64_t)page;
+    if (map > SIZE_MAX) return MP_EINVAL;
+
+    store *s = mp_calloc(1, sizeof *s);
+    s->sync_mode = opt->sync_mode;
+    s->sync_interval_ms = opt->sync_interval_ms ? opt->sync_interval_ms : DEFAULT_SYNC_MS;
+    s->max_batch = opt->max_batch ? opt->max_batch : DEFAULT_BATCH;
+
+    int rc = mdb_env_create(&s->env);
+    if (rc == 0) rc = mdb_env_set_maxdbs(s->env, DB_COUNT + 4);
+    if (rc == 0) rc = mdb_env_set_maxreaders(s->env, MAX_READERS);
+    if (rc == 0) rc = mdb_env_set_mapsize(s->env, (size_t)map);
+    unsigned flags = MDB_NOTLS | (s->sync_mode == STORE_SYNC_INTERVAL ? MDB_NOSYNC : 0);
+    if (rc == 0) rc = mdb_env_open(s->env, opt->dir, flags, 0644);
+    if (rc) {
+        LOG_ERROR(COMP, "open %s: %s", opt->dir, mdb_strerror(rc));
+        goto fail;
+    }
+    int dead = 0;
+    mdb_reader_check(s->env, &dead);
+    if (dead) LOG_WARN(COMP, "cleared %d stale reader slots", dead);
+    s->maxkey = (size_t)mdb_env_get_maxkeysize(s->env);
+    if (s->maxkey > STORE_MAX_KEY) s->maxkey = STORE_MAX_KEY;
+    if (open_dbs(s) != MP_OK) goto fail;
+    MDB_envinfo info;
+    if (mdb_env_info(s->env, &info) == 0) atomic_store(&s->st_map_size, info.me_mapsize);
+
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_mutex_init(&s->gate_mu, NULL);
+    cond_init_mono(&s->cond);
+    cond_init_mono(&s->gate_cond);
+    if ((rc = pthread_create(&s->thread, NULL, writer_main, s)) != 0) {
+        LOG_ERROR(COMP, "writer thread: %s", strerror(rc));
+        pthread_mutex_destroy(&s->mu);
+        pthread_mutex_destroy(&s->gate_mu);
+        pthread_cond_destroy(&s->cond);
+        pthread_cond_destroy(&s->gate_cond);
+        goto fail;
+    }
+    *out = s;
+    return MP_OK;
+fail:
+    if (s->env) mdb_env_close(s->env);
+    free(s);
+    return MP_EIO;
+}
+
+void store_close(store *s) {
+    if (!s) return;
+    pthread_mutex_lock(&s->mu);
+    s->closing = 1;
+    pthread_cond_signal(&s->cond);
+    pthread_mutex_unlock(&s->mu);
+    pthread_join(s->thread, NULL);
+    MP_ASSERT(s->head == NULL);
+    MP_ASSERT(atomic_load(&s->readers) == 0);
+    mdb_env_close(s->env);
+    pthread_mutex_destroy(&s->mu);
+    pthread_mutex_destroy(&s->gate_mu);
+    pthread_cond_destroy(&s->cond);
+    pthread_cond_destroy(&s->gate_cond);
+    free(s);
 }

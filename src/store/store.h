@@ -122,7 +122,7 @@ int store_scan_messages(store_rtxn *r, uint8_t type, mp_str id, uint64_t lo, uin
 
 typedef int (*store_uid_cb)(void *ctx, mp_str uid);
 int store_scan_set(store_rtxn *r, int set, uint8_t type, mp_str id, store_uid_cb cb, void *ctx);
-int store_set_contains(store_rtxn *r, int set, uint8_t type, mp_str id, mp_str uid); /* 1 yes, 0 no */
+int store_set_contains(store_rtxn *r, int set, uint8_t type, mp_str id, mp_str uid); /* 1 yes, 0 no, <0 MP_E* */
 /* Count members of a set (for "has any whitelist entry"). */
 int store_set_count(store_rtxn *r, int set, uint8_t type, mp_str id, uint64_t *count);
 
@@ -141,7 +141,7 @@ int store_scan_channels(store_rtxn *r, store_chan_cb cb, void *ctx);
 /* Set reads inside a write op (e.g. delete the conversation rows of every subscriber).
  * cb must not change the set it is visiting. */
 int store_txn_scan_set(store_wtxn *t, int set, uint8_t type, mp_str id, store_uid_cb cb, void *ctx);
-int store_txn_set_contains(store_wtxn *t, int set, uint8_t type, mp_str id, mp_str uid); /* 1 yes, 0 no */
+int store_txn_set_contains(store_wtxn *t, int set, uint8_t type, mp_str id, mp_str uid); /* 1 yes, 0 no, <0 MP_E* */
 
 /* Writer counters (for /varz and tests). Any thread. */
 typedef struct store_stats {

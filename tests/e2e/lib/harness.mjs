@@ -46,6 +46,10 @@ export function useServer({ args = [], name = FILE, workers } = {}) {
     if (h.srv) {
       if (h.failed) process.stderr.write(`\n[${name}] server output after failure:\n${h.srv.tail(200)}\n`);
       await h.srv.dispose();
+      const problems = h.srv.problems();
+      if (problems.length) {
+        throw new Error(`magpie reported problems (full log: tests/e2e/artifacts/${name}.log):\n${problems.join('\n')}\n${h.srv.tail(80)}`);
+      }
     }
   });
 

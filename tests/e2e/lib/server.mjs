@@ -158,6 +158,19 @@ export class MagpieServer {
     if (this.dataDir) fs.rmSync(this.dataDir, { recursive: true, force: true });
   }
 
+  /**
+   * Problems visible in the server's output or exits: sanitizer reports (when MAGPIE_BIN is a
+   * -DMAGPIE_SANITIZE=ON build) and a graceful stop that needed SIGKILL.
+   */
+  problems() {
+    const out = [];
+    for (const line of this.log.split('\n')) {
+      if (/ERROR: (Address|Leak|Memory|Thread|UndefinedBehavior)Sanitizer|runtime error:|SUMMARY: \w+Sanitizer/.test(line)) out.push(line.trim());
+    }
+    if (this.log.includes('did not exit 3 s after SIGTERM')) out.push('did not exit within 3 s of SIGTERM');
+    return out;
+  }
+
   alive() { return !!this.proc && this.proc.exitCode === null && this.proc.signalCode === null; }
 
   tail(n = 60) {

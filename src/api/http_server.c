@@ -1,0 +1,552 @@
+/* http_server.c - the HTTP API server: a libuv listener feeding libh2o's HTTP/1.1
+ * connections, the per-request middleware of WuKongIM's gin server (manager token, CORS,
+ * OPTIONS preflight, 404), the route table, and the api_req request/answer helpers.
+ *
+ * Why h2o is driven by hand here: h2o 2.2.5 owns each connection, but has no graceful
+ * shutdown for HTTP/1 and its h2o_context_dispose() runs a nested uv_run(), which must not
+ * happen inside a loop callback. So we track our accepted sockets, stop them by shutting
+ * down their read side (h2o then sees EOF and closes them itself, after finishing a
+ * response in flight), and release the context's loop handles ourselves once the last
+ * connection is gone (ctx_release). HTTP/2 is off: the WuKongIM API is HTTP/1.1 only. */
+#include "http_server.h"
+
+#include <h2o.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <netdb.h>
+#include <sys/socket.h>
+
+#include "../common/log.h"
+#include "api_req.h"
+#include "api_routes.h"
+#include "json_util.h"
+
+#define API_HEADER_LIMIT (16 * 1024)
+#define API_BACKLOG 511
+
+typedef struct api_conn {
+    uv_tcp_t tcp; /* first member: h2o's close callback hands us the handle */
+    struct api_conn *prev, *next;
+} api_conn;
+
+struct api_guard;
+
+struct api_req {
+    h2o_req_t *req;          /* NULL once h2o disposed the request (connection gone) */
+    struct api_guard *guard; /* lives in req->pool; its dispose callback clears req */
+};
+
+struct api_guard {
+    api_req *r;
+};
+
+typedef struct api_route_def {
+    const char *method;
+    const char *path;
+    api_handler_fn fn;
+} api_route_def;
+
+static const api_route_def g_routes[] = {
+    {"GET", "/health", api_health},
+    {"GET", "/route", api_route},
+    {"POST", "/route/batch", api_route_batch},
+    {"GET", "/migrate/result", api_migrate_result},
+    {"GET", "/varz/setting", api_varz_setting},
+    {"POST", "/user/token", api_user_token},
+    {"POST", "/channel", api_channel_create},
+    {"POST", "/channel/info", api_channel_info},
+    {"POST", "/channel/delete", api_channel_delete},
+    {"POST", "/channel/subscriber_add", api_subscriber_add},
+    {"POST", "/channel/subscriber_remove", api_subscriber_remove},
+    {"POST", "/channel/subscriber_remove_all", api_subscriber_remove_all},
+    {"POST", "/channel/blacklist_add", api_blacklist_add},
+    {"POST", "/channel/blacklist_set", api_blacklist_set},
+    {"POST", "/channel/blacklist_remove", api_blacklist_remove},
+    {"POST", "/channel/blacklist_remove_all", api_blacklist_remove_all},
+    {"POST", "/channel/whitelist_add", api_whitelist_add},
+    {"POST", "/channel/whitelist_set", api_whitelist_set},
+    {"POST", "/channel/whitelist_remove", api_whitelist_remove},
+    {"POST", "/channel/whitelist_remove_all", api_whitelist_remove_all},
+    {"GET", "/channel/whitelist", api_whitelist_get},
+    {"POST", "/message/send", api_message_send},
+    {"POST", "/channel/messagesync", api_channel_messagesync},
+    {"GET", "/channel/max_message_seq", api_channel_max_message_seq},
+    {"POST", "/conversation/sync", api_conversation_sync},
+    {"POST", "/conversations/setUnread", api_conversation_set_unread},
+    {"POST", "/conversations/clearUnread", api_conversation_clear_unread},
+    {"POST", "/conversations/delete", api_conversation_delete},
+};
+
+static struct {
+    const mp_config *cfg;
+    uv_loop_t *loop;
+    h2o_globalconf_t config;
+    h2o_context_t ctx;
+    h2o_accept_ctx_t accept;
+    uv_tcp_t listener;
+    int config_live;   /* config initialized, not yet disposed */
+    int ctx_live;      /* context initialized, not yet released */
+    int listening;     /* listener open */
+    int stopping;
+    api_conn *conns;   /* open connections */
+    size_t nconns;
+} g;
+
+/* ---- CORS (spec §2.4) ----------------------------------------------------------------- */
+
+static void add_cors_headers(h2o_req_t *req) {
+    static const struct {
+        const char *name, *value;
+    } cors[] = {
+        {"access-control-allow-origin", "*"},
+        {"access-control-allow-credentials", "true"},
+        {"access-control-allow-headers",
+         "Content-Type, Authorization, Content-Length, Accept-Encoding, X-CSRF-Token, token, accept, origin, "
+         "Cache-Control, X-Requested-With, appid, noncestr, sign, timestamp"},
+        {"access-control-allow-methods", "POST, OPTIONS, GET, PUT,DELETE,PATCH"},
+    };
+    for (size_t i = 0; i < MP_ARRAY_LEN(cors); i++)
+        h2o_add_header_by_str(&req->pool, &req->res.headers, cors[i].name, strlen(cors[i].name), 0, NULL,
+                              cors[i].value, strlen(cors[i].value));
+}
+
+static const char *reason_phrase(int status) {
+    switch (status) {
+    case 200: return "OK";
+    case 204: return "No Content";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 404: return "Not Found";
+    case 413: return "Payload Too Large";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 503: return "Service Unavailable";
+    default: return "Unknown";
+    }
+}
+
+/* ---- answering -------------------------------------------------------------------------- */
+
+static void guard_dispose(void *p) {
+    struct api_guard *gd = p;
+    if (gd->r) gd->r->req = NULL;
+}
+
+static api_req *api_req_new(h2o_req_t *req) {
+    api_req *r = mp_calloc(1, sizeof *r);
+    r->req = req;
+    r->guard = h2o_mem_alloc_shared(&req->pool, sizeof *r->guard, guard_dispose);
+    r->guard->r = r;
+    return r;
+}
+
+/* Send status + body (copied) unless the request is gone; frees r either way. */
+static void send_answer(api_req *r, int status, const char *ctype, const char *body, size_t len, int cors) {
+    h2o_req_t *req = r->req;
+    if (req) {
+        r->guard->r = NULL;
+        req->res.status = status;
+        req->res.reason = reason_phrase(status);
+        if (cors) add_cors_headers(req);
+        if (ctype) h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, ctype, strlen(ctype));
+        req->res.content_length = status == 204 ? SIZE_MAX : len;
+        h2o_send_inline(req, len ? body : "", len);
+    }
+    free(r);
+}
+
+void api_reply_json(api_req *r, int status, json_t *body) {
+    size_t len;
+    char *s = ju_dump(body, &len);
+    json_decref(body);
+    send_answer(r, status, "application/json; charset=utf-8", s, len, 1);
+    free(s);
+}
+
+void api_reply_ok(api_req *r) {
+    static const char ok[] = "{\"status\":200}";
+    send_answer(r, 200, "application/json; charset=utf-8", ok, sizeof ok - 1, 1);
+}
+
+void api_reply_error(api_req *r, int status, const char *fmt, ...) {
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (status >= 500) LOG_ERROR("api", "%s", msg); /* a server-side failure: the answer alone would hide it */
+    json_t *o = json_object();
+    json_object_set_new(o, "msg", ju_string(mp_str_c(msg)));
+    json_object_set_new(o, "status", json_integer(status));
+    api_reply_json(r, status, o);
+}
+
+void api_reply_text(api_req *r, int status, const char *content_type, mp_str body) {
+    send_answer(r, status, content_type, body.p, body.len, 1);
+}
+
+void api_reply_empty(api_req *r, int status) { send_answer(r, status, NULL, NULL, 0, 1); }
+
+/* ---- request accessors ------------------------------------------------------------------ */
+
+mp_str api_req_body(const api_req *r) {
+    if (!r->req || !r->req->entity.base) return (mp_str){"", 0};
+    return (mp_str){r->req->entity.base, (uint32_t)r->req->entity.len};
+}
+
+const mp_config *api_cfg(void) { return g.cfg; }
+
+static int hexval(char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+/* Percent-decode s (with '+' as space, like Go's url.ParseQuery) into out (cap >= s.len). */
+static size_t query_unescape(const char *s, size_t n, char *out) {
+    size_t o = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] == '+') {
+            out[o++] = ' ';
+        } else if (s[i] == '%' && i + 2 < n && hexval(s[i + 1]) >= 0 && hexval(s[i + 2]) >= 0) {
+            out[o++] = (char)(hexval(s[i + 1]) * 16 + hexval(s[i + 2]));
+            i += 2;
+        } else {
+            out[o++] = s[i];
+        }
+    }
+    return o;
+}
+
+int api_req_query(api_req *r, const char *name, mp_str *out) {
+    *out = (mp_str){"", 0};
+    h2o_req_t *req = r->req;
+    if (!req || req->query_at == SIZE_MAX) return 0;
+    const char *p = req->path.base + req->query_at + 1, *end = req->path.base + req->path.len;
+    size_t nlen = strlen(name);
+    while (p < end) {
+        const char *amp = memchr(p, '&', (size_t)(end - p));
+        const char *stop = amp ? amp : end;
+        const char *eq = memchr(p, '=', (size_t)(stop - p));
+        const char *kend = eq ? eq : stop;
+        char *key = h2o_mem_alloc_pool(&req->pool, (size_t)(kend - p) + 1);
+        size_t klen = query_unescape(p, (size_t)(kend - p), key);
+        if (klen == nlen && memcmp(key, name, nlen) == 0) {
+            const char *v = eq ? eq + 1 : stop;
+            char *val = h2o_mem_alloc_pool(&req->pool, (size_t)(stop - v) + 1);
+            size_t vlen = query_unescape(v, (size_t)(stop - v), val);
+            val[vlen] = '\0';
+            *out = (mp_str){val, (uint32_t)vlen};
+            return 1;
+        }
+        p = stop + 1;
+    }
+    return 0;
+}
+
+uint8_t api_req_query_u8(api_req *r, const char *name) {
+    mp_str v;
+    if (!api_req_query(r, name, &v) || v.len == 0 || v.len > 3) return 0;
+    unsigned n = 0;
+    for (uint32_t i = 0; i < v.len; i++) {
+        if (v.p[i] < '0' || v.p[i] > '9') return 0;
+        n = n * 10 + (unsigned)(v.p[i] - '0');
+    }
+    return n > 255 ? 0 : (uint8_t)n;
+}
+
+/* ---- IM results -------------------------------------------------------------------------- */
+
+const char *api_reason_text(uint8_t reason) {
+    static const char *names[] = {
+        "unknown error",           "success",
+        "auth failed",             "sender is not a subscriber of the channel",
+        "sender is in the blacklist", "channel does not exist",
+        "user is not on this node", "sender is offline",
+        "msg key error",           "payload decode error",
+        "forward send packet error", "not allowed to send",
+        "connection kicked",       "sender is not in the whitelist",
+        "token query error",       "system error",
+        "invalid channel id",      "node match error",
+        "node does not match",     "channel is banned",
+        "header not supported",    "client key is empty",
+        "rate limited",            "channel type not supported",
+        "channel is disbanded",    "sender is banned from sending",
+    };
+    return reason < MP_ARRAY_LEN(names) ? names[reason] : "refused";
+}
+
+int api_im_ok(const im_result *res) {
+    /* REASON_SUCCESS (1); a mutation that leaves reason 0 with status MP_OK also succeeded */
+    return res->status == MP_OK && (res->reason == 1 || res->reason == 0);
+}
+
+void api_im_done_ok(void *ctx, const im_result *res) {
+    api_req *r = ctx;
+    if (api_im_ok(res)) {
+        api_reply_ok(r);
+    } else if (res->status != MP_OK) {
+        api_reply_error(r, 400, "%s", res->error ? res->error : mp_strerror(res->status));
+    } else {
+        api_reply_error(r, 400, "%s", res->error ? res->error : api_reason_text(res->reason));
+    }
+}
+
+/* ---- middleware and routing --------------------------------------------------------------- */
+
+static size_t header_bytes(const h2o_req_t *req) {
+    size_t n = req->input.method.len + req->input.path.len + 12;
+    for (size_t i = 0; i != req->headers.size; i++)
+        n += req->headers.entries[i].name->len + req->headers.entries[i].value.len + 4;
+    return n;
+}
+
+/* Manager token (spec §2.3): checked before CORS, so a 401 carries no CORS headers. */
+static int token_ok(const h2o_req_t *req) {
+    const char *want = g.cfg->manager_token;
+    if (!want || ju_blank(mp_str_c(want))) return 1;
+    ssize_t i = h2o_find_header_by_str(&req->headers, H2O_STRLIT("token"), -1);
+    if (i < 0) return 0;
+    const h2o_iovec_t *v = &req->headers.entries[i].value;
+    size_t wl = strlen(want);
+    if (v->len != wl) return 0;
+    unsigned char diff = 0; /* constant time */
+    for (size_t k = 0; k < wl; k++) diff |= (unsigned char)(v->base[k] ^ want[k]);
+    return diff == 0;
+}
+
+static const api_route_def *find_route(const h2o_req_t *req) {
+    for (size_t i = 0; i < MP_ARRAY_LEN(g_routes); i++) {
+        const api_route_def *rt = &g_routes[i];
+        if (h2o_memis(req->path_normalized.base, req->path_normalized.len, rt->path, strlen(rt->path)) &&
+            h2o_memis(req->method.base, req->method.len, rt->method, strlen(rt->method)))
+            return rt;
+    }
+    return NULL;
+}
+
+static int on_req(h2o_handler_t *self, h2o_req_t *req) {
+    (void)self;
+    api_req *r = api_req_new(req);
+    if (header_bytes(req) > API_HEADER_LIMIT) {
+        api_reply_error(r, 431, "request headers too large (limit %d bytes)", API_HEADER_LIMIT);
+        return 0;
+    }
+    if (!token_ok(req)) {
+        send_answer(r, 401, NULL, NULL, 0, 0);
+        return 0;
+    }
+    if (h2o_memis(req->method.base, req->method.len, H2O_STRLIT("OPTIONS"))) {
+        api_reply_empty(r, 204);
+        return 0;
+    }
+    const api_route_def *rt = find_route(req);
+    if (!rt) {
+        api_reply_text(r, 404, "text/plain", MP_STR("404 page not found"));
+        return 0;
+    }
+    rt->fn(r);
+    return 0;
+}
+
+/* Errors h2o answers itself before routing (body over the limit -> 413, broken chunked
+ * body -> 400, unknown Expect -> 417) are bound to the host's fallback path. This filter
+ * gives them CORS headers and the API's JSON error shape instead of h2o's plain text. */
+typedef struct err_ostream {
+    h2o_ostream_t super;
+    h2o_iovec_t json;
+    int sent;
+} err_ostream;
+
+static void err_do_send(h2o_ostream_t *self, h2o_req_t *req, h2o_iovec_t *bufs, size_t n, h2o_send_state_t state) {
+    (void)bufs;
+    (void)n;
+    err_ostream *o = (err_ostream *)self;
+    if (!o->sent && !h2o_send_state_is_in_progress(state)) {
+        o->sent = 1;
+        h2o_ostream_send_next(self, req, &o->json, 1, state);
+    } else {
+        h2o_ostream_send_next(self, req, NULL, 0, state);
+    }
+}
+
+static void err_on_setup_ostream(h2o_filter_t *self, h2o_req_t *req, h2o_ostream_t **slot) {
+    (void)self;
+    if (req->res.status >= 400) {
+        char msg[160];
+        if (req->res.status == 413)
+            snprintf(msg, sizeof msg, "{\"msg\":\"request body too large (limit %u bytes)\",\"status\":413}",
+                     g.cfg->http_body_limit);
+        else
+            snprintf(msg, sizeof msg, "{\"msg\":\"%s\",\"status\":%d}", req->res.reason, req->res.status);
+        memset(&req->res.headers, 0, sizeof req->res.headers);
+        add_cors_headers(req);
+        h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL,
+                       H2O_STRLIT("application/json; charset=utf-8"));
+        err_ostream *o = (err_ostream *)h2o_add_ostream(req, sizeof *o, slot);
+        o->super.do_send = err_do_send;
+        o->json = h2o_strdup(&req->pool, msg, SIZE_MAX);
+        o->sent = 0;
+        req->res.content_length = o->json.len;
+        slot = &o->super.next;
+    }
+    h2o_setup_next_ostream(req, slot);
+}
+
+/* ---- connections ------------------------------------------------------------------------- */
+
+static void ctx_release(void);
+
+static void conn_unlink(api_conn *c) {
+    if (c->prev) c->prev->next = c->next;
+    else g.conns = c->next;
+    if (c->next) c->next->prev = c->prev;
+    g.nconns--;
+}
+
+/* h2o closed the socket (uv_close done). */
+static void on_conn_closed(uv_handle_t *h) {
+    api_conn *c = (api_conn *)h;
+    conn_unlink(c);
+    free(c);
+    if (g.stopping && g.nconns == 0) ctx_release();
+}
+
+static void on_unaccepted_closed(uv_handle_t *h) { free(h); }
+
+/* Shut the read side: h2o reads EOF and closes the connection, once the response it may
+ * be writing has gone out. */
+static void conn_stop(api_conn *c) {
+    uv_os_fd_t fd;
+    if (uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0) shutdown(fd, SHUT_RD);
+}
+
+static void on_accept(uv_stream_t *listener, int status) {
+    if (status < 0) {
+        LOG_DEBUG("api", "accept failed: %s", uv_strerror(status));
+        return;
+    }
+    api_conn *c = mp_calloc(1, sizeof *c);
+    uv_tcp_init(listener->loop, &c->tcp);
+    if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0) {
+        uv_close((uv_handle_t *)&c->tcp, on_unaccepted_closed);
+        return;
+    }
+    uv_tcp_nodelay(&c->tcp, 1);
+    c->next = g.conns;
+    if (g.conns) g.conns->prev = c;
+    g.conns = c;
+    g.nconns++;
+    h2o_socket_t *sock = h2o_uv_socket_create((uv_stream_t *)&c->tcp, on_conn_closed);
+    h2o_accept(&g.accept, sock);
+}
+
+/* ---- lifecycle --------------------------------------------------------------------------- */
+
+/* h2o_context_dispose() minus its nested uv_run(): closes the context's timer and async
+ * handles (freed by the loop afterwards) and frees what it allocated. Matches h2o 2.2.5. */
+static void ctx_release(void) {
+    if (!g.ctx_live) return;
+    g.ctx_live = 0;
+    h2o_context_t *ctx = &g.ctx;
+    for (size_t i = 0; g.config.hosts[i] != NULL; i++) {
+        h2o_hostconf_t *host = g.config.hosts[i];
+        for (size_t j = 0; j != host->paths.size; j++) h2o_context_dispose_pathconf_context(ctx, host->paths.entries + j);
+        h2o_context_dispose_pathconf_context(ctx, &host->fallback_path);
+    }
+    free(ctx->_pathconfs_inited.entries);
+    free(ctx->_module_configs);
+    h2o_timeout_dispose(ctx->loop, &ctx->zero_timeout);
+    h2o_timeout_dispose(ctx->loop, &ctx->one_sec_timeout);
+    h2o_timeout_dispose(ctx->loop, &ctx->hundred_ms_timeout);
+    h2o_timeout_dispose(ctx->loop, &ctx->handshake_timeout);
+    h2o_timeout_dispose(ctx->loop, &ctx->http1.req_timeout);
+    h2o_timeout_dispose(ctx->loop, &ctx->http2.idle_timeout);
+    h2o_timeout_dispose(ctx->loop, &ctx->http2.graceful_shutdown_timeout);
+    h2o_timeout_dispose(ctx->loop, &ctx->proxy.io_timeout);
+    h2o_filecache_destroy(ctx->filecache);
+    ctx->filecache = NULL;
+    for (size_t i = 0; i != ctx->storage.size; i++)
+        if (ctx->storage.entries[i].dispose) ctx->storage.entries[i].dispose(ctx->storage.entries[i].data);
+    free(ctx->storage.entries);
+    h2o_multithread_unregister_receiver(ctx->queue, &ctx->receivers.hostinfo_getaddr);
+    h2o_multithread_destroy_queue(ctx->queue);
+    if (ctx->_timestamp_cache.value != NULL) h2o_mem_release_shared(ctx->_timestamp_cache.value);
+    if (g.config_live) {
+        g.config_live = 0;
+        h2o_config_dispose(&g.config);
+    }
+}
+
+static int bind_listener(const char *addr) {
+    char host[256];
+    int port = 0;
+    if (config_parse_hostport(addr, host, sizeof host, &port) != MP_OK || port <= 0 || port > 65535) {
+        LOG_ERROR("api", "invalid httpAddr \"%s\"", addr);
+        return MP_EINVAL;
+    }
+    const char *h = host[0] ? host : "0.0.0.0";
+    char service[8];
+    snprintf(service, sizeof service, "%d", port);
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
+    struct addrinfo *ai = NULL;
+    int gai = getaddrinfo(h, service, &hints, &ai); /* start-up only: a blocking lookup is fine */
+    if (gai != 0 || !ai) {
+        LOG_ERROR("api", "cannot resolve httpAddr host \"%s\": %s", h, gai_strerror(gai));
+        return MP_EINVAL;
+    }
+    uv_tcp_init(g.loop, &g.listener);
+    g.listening = 1;
+    int rc = uv_tcp_bind(&g.listener, ai->ai_addr, 0);
+    freeaddrinfo(ai);
+    if (rc == 0) rc = uv_listen((uv_stream_t *)&g.listener, API_BACKLOG, on_accept);
+    if (rc != 0) {
+        LOG_ERROR("api", "cannot listen on %s: %s", addr, uv_strerror(rc));
+        return MP_EIO;
+    }
+    return MP_OK;
+}
+
+int api_start(uv_loop_t *loop, const mp_config *cfg) {
+    MP_ASSERT(!g.config_live && !g.ctx_live && !g.listening);
+    g.cfg = cfg;
+    g.loop = loop;
+    g.stopping = 0;
+
+    h2o_config_init(&g.config);
+    g.config_live = 1;
+    g.config.server_name = h2o_iovec_init(H2O_STRLIT("magpie"));
+    g.config.max_request_entity_size = cfg->http_body_limit;
+    g.config.http1.upgrade_to_http2 = 0;
+    h2o_hostconf_t *host = h2o_config_register_host(&g.config, h2o_iovec_init(H2O_STRLIT("default")), 65535);
+    h2o_pathconf_t *path = h2o_config_register_path(host, "/", 0);
+    h2o_handler_t *handler = h2o_create_handler(path, sizeof *handler);
+    handler->on_req = on_req;
+    h2o_filter_t *filter = h2o_create_filter(&host->fallback_path, sizeof *filter);
+    filter->on_setup_ostream = err_on_setup_ostream;
+
+    h2o_context_init(&g.ctx, loop, &g.config);
+    g.ctx_live = 1;
+    g.accept.ctx = &g.ctx;
+    g.accept.hosts = g.config.hosts;
+
+    int rc = bind_listener(cfg->http_addr);
+    if (rc != MP_OK) {
+        api_stop();
+        return rc;
+    }
+    LOG_INFO("api", "HTTP API listening on %s", cfg->http_addr);
+    return MP_OK;
+}
+
+void api_stop(void) {
+    if (g.stopping || (!g.ctx_live && !g.listening)) return;
+    g.stopping = 1;
+    if (g.listening) {
+        g.listening = 0;
+        uv_close((uv_handle_t *)&g.listener, NULL);
+    }
+    for (api_conn *c = g.conns; c; c = c->next) conn_stop(c);
+    if (g.nconns == 0) ctx_release();
+}

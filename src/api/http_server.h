@@ -1,0 +1,22 @@
+/* http_server.h - the WuKongIM-compatible HTTP API (port 5001): an HTTP/1.1 server on
+ * libh2o (libuv backend) that routes requests to the handlers in src/api/api_*.c.
+ * Behaviour and deliberate differences from WuKongIM: docs/api.md.
+ *
+ * Thread rule: both calls run on the thread that runs `loop` (worker 0). */
+#ifndef MP_API_HTTP_SERVER_H
+#define MP_API_HTTP_SERVER_H
+
+#include <uv.h>
+
+#include "../config/config.h"
+
+/* Listen on cfg->http_addr on this loop (worker 0's loop; the caller runs it). cfg must
+ * outlive the server. Returns MP_OK, or MP_EINVAL (bad address) / MP_EIO (bind/listen
+ * failed); the reason is logged here. */
+int api_start(uv_loop_t *loop, const mp_config *cfg);
+/* Close the listener and every connection (a response being computed is still sent);
+ * once the last connection is gone the server releases its loop handles, so the loop
+ * then drains. Safe to call twice, or without a successful api_start. */
+void api_stop(void);
+
+#endif
