@@ -258,8 +258,10 @@ static int conv_sync_read(const conv_sync_req *q, json_t *out) {
     for (size_t i = 0; i < l.n; i++) l.v[i].order = i;
     if (l.n > 1) qsort(l.v, l.n, sizeof *l.v, by_updated_desc);
     size_t n = 0;
-    for (size_t i = 0; rc == MP_OK && i < l.n && i < CONV_USER_MAX; i++)
+    for (size_t i = 0; rc == MP_OK && i < l.n && i < CONV_USER_MAX; i++) {
+        l.v[i].order = i; /* ties in the timestamp sort keep updated_at order */
         if (conv_eligible(tx, q, &l.v[i])) l.v[n++] = l.v[i];
+    }
     if (n > 1) qsort(l.v, n, sizeof *l.v, by_timestamp_desc);
     size_t from = 0, to = n;
     if (q->page > 0) {

@@ -23,6 +23,7 @@
 
 #define API_HEADER_LIMIT (16 * 1024)
 #define API_BACKLOG 511
+#define API_STOP_GRACE_MS 2000 /* how long api_stop waits for answers in flight */
 
 typedef struct api_conn {
     uv_tcp_t tcp; /* first member: h2o's close callback hands us the handle */
@@ -34,6 +35,8 @@ struct api_guard;
 struct api_req {
     h2o_req_t *req;          /* NULL once h2o disposed the request (connection gone) */
     struct api_guard *guard; /* lives in req->pool; its dispose callback clears req */
+    struct api_req *prev, *next; /* g.pending while unanswered */
+    int abandoned;           /* answered 503 at shutdown; the handler's answer is dropped */
 };
 
 struct api_guard {
@@ -84,12 +87,14 @@ static struct {
     h2o_context_t ctx;
     h2o_accept_ctx_t accept;
     uv_tcp_t listener;
+    uv_timer_t grace;  /* shutdown: answers what is still pending after API_STOP_GRACE_MS */
     int config_live;   /* config initialized, not yet disposed */
     int ctx_live;      /* context initialized, not yet released */
     int listening;     /* listener open */
     int stopping;
     api_conn *conns;   /* open connections */
     size_t nconns;
+    api_req *pending;  /* requests handed to a handler and not answered yet */
 } g;
 
 /* ---- CORS (spec §2.4) ----------------------------------------------------------------- */
@@ -137,22 +142,49 @@ static api_req *api_req_new(h2o_req_t *req) {
     r->req = req;
     r->guard = h2o_mem_alloc_shared(&req->pool, sizeof *r->guard, guard_dispose);
     r->guard->r = r;
+    r->next = g.pending;
+    if (g.pending) g.pending->prev = r;
+    g.pending = r;
     return r;
 }
 
-/* Send status + body (copied) unless the request is gone; frees r either way. */
-static void send_answer(api_req *r, int status, const char *ctype, const char *body, size_t len, int cors) {
+static void pending_unlink(api_req *r) {
+    if (r->prev) r->prev->next = r->next;
+    else g.pending = r->next;
+    if (r->next) r->next->prev = r->prev;
+    r->prev = r->next = NULL;
+}
+
+/* Send status + body (copied) unless the request is gone. */
+static void write_answer(api_req *r, int status, const char *ctype, const char *body, size_t len, int cors) {
     h2o_req_t *req = r->req;
-    if (req) {
-        r->guard->r = NULL;
-        req->res.status = status;
-        req->res.reason = reason_phrase(status);
-        if (cors) add_cors_headers(req);
-        if (ctype) h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, ctype, strlen(ctype));
-        req->res.content_length = status == 204 ? SIZE_MAX : len;
-        h2o_send_inline(req, len ? body : "", len);
+    if (!req) return;
+    r->guard->r = NULL;
+    r->req = NULL;
+    req->res.status = status;
+    req->res.reason = reason_phrase(status);
+    if (cors) add_cors_headers(req);
+    if (ctype) h2o_add_header(&req->pool, &req->res.headers, H2O_TOKEN_CONTENT_TYPE, NULL, ctype, strlen(ctype));
+    req->res.content_length = status == 204 ? SIZE_MAX : len;
+    h2o_send_inline(req, len ? body : "", len);
+}
+
+/* The handler's answer: sent (unless abandoned or the client is gone), then r is freed. */
+static void send_answer(api_req *r, int status, const char *ctype, const char *body, size_t len, int cors) {
+    if (!r->abandoned) {
+        pending_unlink(r);
+        write_answer(r, status, ctype, body, len, cors);
     }
     free(r);
+}
+
+/* Shutdown: answer 503 now; r stays allocated for the handler's late answer (which frees
+ * it), or leaks if the core never answers during shutdown. */
+static void abandon(api_req *r) {
+    static const char body[] = "{\"msg\":\"server is shutting down\",\"status\":503}";
+    pending_unlink(r);
+    r->abandoned = 1;
+    write_answer(r, 503, "application/json; charset=utf-8", body, sizeof body - 1, 1);
 }
 
 void api_reply_json(api_req *r, int status, json_t *body) {
@@ -174,7 +206,7 @@ void api_reply_error(api_req *r, int status, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    if (status >= 500) LOG_ERROR("api", "%s", msg); /* a server-side failure: the answer alone would hide it */
+    if (status == 500) LOG_ERROR("api", "%s", msg); /* a server-side failure: the answer alone would hide it */
     json_t *o = json_object();
     json_object_set_new(o, "msg", ju_string(mp_str_c(msg)));
     json_object_set_new(o, "status", json_integer(status));
@@ -337,6 +369,10 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req) {
         send_answer(r, 401, NULL, NULL, 0, 0);
         return 0;
     }
+    if (g.stopping) { /* a pipelined request read after api_stop */
+        api_reply_error(r, 503, "server is shutting down");
+        return 0;
+    }
     if (h2o_memis(req->method.base, req->method.len, H2O_STRLIT("OPTIONS"))) {
         api_reply_empty(r, 204);
         return 0;
@@ -415,6 +451,18 @@ static void on_conn_closed(uv_handle_t *h) {
 
 static void on_unaccepted_closed(uv_handle_t *h) { free(h); }
 
+/* Shutdown grace period over: answer whatever the core has not answered yet, so the
+ * connections can close and the loop can drain. */
+static void on_grace(uv_timer_t *t) {
+    (void)t;
+    api_req *r = g.pending;
+    while (r) {
+        api_req *next = r->next;
+        if (r->req) abandon(r);
+        r = next;
+    }
+}
+
 /* Shut the read side: h2o reads EOF and closes the connection, once the response it may
  * be writing has gone out. */
 static void conn_stop(api_conn *c) {
@@ -449,6 +497,7 @@ static void on_accept(uv_stream_t *listener, int status) {
 static void ctx_release(void) {
     if (!g.ctx_live) return;
     g.ctx_live = 0;
+    uv_close((uv_handle_t *)&g.grace, NULL);
     h2o_context_t *ctx = &g.ctx;
     for (size_t i = 0; g.config.hosts[i] != NULL; i++) {
         h2o_hostconf_t *host = g.config.hosts[i];
@@ -528,6 +577,8 @@ int api_start(uv_loop_t *loop, const mp_config *cfg) {
 
     h2o_context_init(&g.ctx, loop, &g.config);
     g.ctx_live = 1;
+    uv_timer_init(loop, &g.grace);
+    uv_unref((uv_handle_t *)&g.grace); /* open connections keep the loop alive, not this */
     g.accept.ctx = &g.ctx;
     g.accept.hosts = g.config.hosts;
 
@@ -548,5 +599,6 @@ void api_stop(void) {
         uv_close((uv_handle_t *)&g.listener, NULL);
     }
     for (api_conn *c = g.conns; c; c = c->next) conn_stop(c);
+    if (g.pending) uv_timer_start(&g.grace, on_grace, API_STOP_GRACE_MS, 0);
     if (g.nconns == 0) ctx_release();
 }
