@@ -18,14 +18,43 @@
 void im_init(const mp_config *cfg, store *s); /* im.c */
 
 static uv_signal_t g_sigint, g_sigterm;
+static store *g_st;
+static int g_net_left;
 
-static void stop_worker(worker *w, void *arg) {
+/* Shutdown runs in phases so nothing in flight is cut off:
+ * 1. every worker closes its listeners and connections;
+ * 2. a store barrier waits until every write submitted so far is committed (their
+ *    SENDACKs and fan-out are posted while the loops still run);
+ * 3. every worker closes its remaining handles and its loop ends. */
+static void stop_handles(worker *w, void *arg) {
     (void)arg;
-    net_worker_stop(w);
     if (w->index == 0) {
         uv_close((uv_handle_t *)&g_sigint, NULL);
         uv_close((uv_handle_t *)&g_sigterm, NULL);
     }
+}
+
+static void on_store_drained_w0(worker *w, void *arg) {
+    (void)w;
+    (void)arg;
+    workers_stop(stop_handles);
+}
+
+static void on_store_drained(void *arg, int status) {
+    (void)status;
+    worker_post(0, on_store_drained_w0, arg);
+}
+
+static void on_net_stopped(worker *w, void *arg) {
+    (void)w;
+    (void)arg;
+    if (--g_net_left == 0) store_submit(g_st, NULL, on_store_drained, NULL);
+}
+
+static void stop_net(worker *w, void *arg) {
+    (void)arg;
+    net_worker_stop(w);
+    worker_post(0, on_net_stopped, NULL);
 }
 
 static void on_signal(uv_signal_t *h, int signum) {
@@ -35,7 +64,8 @@ static void on_signal(uv_signal_t *h, int signum) {
     stopping = 1;
     LOG_INFO("main", "signal %d: shutting down", signum);
     api_stop();
-    workers_stop(stop_worker);
+    g_net_left = workers_count();
+    for (int i = 0; i < workers_count(); i++) worker_post(i, stop_net, NULL);
 }
 
 static int default_workers(void) {
@@ -66,6 +96,7 @@ int main(int argc, char **argv) {
         config_free(&cfg);
         return 1;
     }
+    g_st = st;
     im_init(&cfg, st);
     session_init(&cfg);
 

@@ -4,7 +4,8 @@
  * handler. The handler owns it until it answers with exactly one api_reply_* call, which
  * sends the answer and frees the api_req; the handler must not touch it afterwards. The
  * answer may come later, from an IM core done callback: the api_req stays valid even if
- * the client went away meanwhile (the answer is then dropped).
+ * the client went away meanwhile, or if api_stop() already answered 503 for it at the end
+ * of its grace period (the answer is then dropped; only the free happens).
  * Thread rule: everything runs on the API loop's thread (worker 0). */
 #ifndef MP_API_REQ_H
 #define MP_API_REQ_H

@@ -15,6 +15,7 @@ void api_varz_setting(api_req *r);
 
 /* api_user.c */
 void api_user_token(api_req *r);
+void api_user_device_quit(api_req *r);
 
 /* api_channel.c: channel info, subscribers, blacklist, whitelist */
 void api_channel_create(api_req *r);

@@ -1,4 +1,4 @@
-/* api_user.c - POST /user/token (spec §4.2): register a device token for a uid. */
+/* api_user.c - POST /user/token and /user/device_quit (spec §4.2). */
 #include "../common/log.h"
 #include "../core/msg.h"
 #include "../proto/packet.h"
@@ -64,5 +64,28 @@ void api_user_token(api_req *r) {
         return;
     }
     im_user_token(uid, token, device_flag, device_level, token_done, r);
+    json_decref(root);
+}
+
+/* POST /user/device_quit: clear the device token(s) and kick the device's connections.
+ * device_flag -1 means APP, WEB and PC; omitted means 0 (APP), as WuKongIM does. */
+void api_user_device_quit(api_req *r) {
+    char err[200];
+    json_t *root = ju_parse(api_req_body(r), 1, err, sizeof err);
+    if (!root) {
+        api_reply_error(r, 400, "%s", err);
+        return;
+    }
+    ju j;
+    ju_init(&j, root);
+    mp_str uid = ju_str(&j, "uid");
+    int64_t flag = ju_int(&j, "device_flag", -1, 2);
+    if (!j.failed && !im_valid_id(uid)) ju_fail(&j, "uid is required and must not contain '@', '#' or '&'");
+    if (j.failed) {
+        json_decref(root);
+        api_reply_error(r, 400, "%s", j.err);
+        return;
+    }
+    im_user_device_quit(uid, (int)flag, api_im_done_ok, r);
     json_decref(root);
 }

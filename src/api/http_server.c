@@ -56,6 +56,7 @@ static const api_route_def g_routes[] = {
     {"GET", "/migrate/result", api_migrate_result},
     {"GET", "/varz/setting", api_varz_setting},
     {"POST", "/user/token", api_user_token},
+    {"POST", "/user/device_quit", api_user_device_quit},
     {"POST", "/channel", api_channel_create},
     {"POST", "/channel/info", api_channel_info},
     {"POST", "/channel/delete", api_channel_delete},

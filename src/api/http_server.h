@@ -14,9 +14,11 @@
  * outlive the server. Returns MP_OK, or MP_EINVAL (bad address) / MP_EIO (bind/listen
  * failed); the reason is logged here. */
 int api_start(uv_loop_t *loop, const mp_config *cfg);
-/* Close the listener and every connection (a response being computed is still sent);
- * once the last connection is gone the server releases its loop handles, so the loop
- * then drains. Safe to call twice, or without a successful api_start. */
+/* Close the listener and every connection. Answers still being computed are sent when
+ * ready; those not ready within 2 s get 503 {"msg","status":503}, as do requests read
+ * after this call. Once the last connection is gone the server releases its loop
+ * handles, so the loop then drains. Safe to call twice, or without a successful
+ * api_start. */
 void api_stop(void);
 
 #endif

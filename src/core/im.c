@@ -120,6 +120,7 @@ typedef struct im_op {
     mp_str uid, id, token;
     mp_str *uids;
     size_t n_uids;
+    store_wtxn *txn; /* set while a write function runs (for scan callbacks) */
     char text[];
 } im_op;
 
@@ -191,6 +192,29 @@ void im_user_token(mp_str uid, mp_str token, uint8_t device_flag, uint8_t device
     op_submit(op, write_token);
 }
 
+static int write_device_quit(store_wtxn *t, void *arg) {
+    im_op *op = arg;
+    for (uint8_t f = 0; f <= 2; f++) {
+        if (op->set >= 0 && op->set != f) continue;
+        /* an empty token never authenticates (session.c requires a non-empty match) */
+        int rc = store_txn_put_device(t, op->uid, f, MP_STR(""), 0);
+        if (rc != MP_OK) return rc;
+    }
+    return MP_OK;
+}
+
+static void after_device_quit(im_op *op) {
+    for (uint8_t f = 0; f <= 2; f++)
+        if (op->set < 0 || op->set == f) presence_kick_device(op->uid, f, g_cfg->kick_close_delay_ms);
+}
+
+void im_user_device_quit(mp_str uid, int device_flag, im_done_fn done, void *ctx) {
+    im_op *op = op_new(done, ctx, uid, MP_STR(""), MP_STR(""), NULL, 0);
+    op->set = device_flag; /* -1 = every flag */
+    op->after = after_device_quit;
+    op_submit(op, write_device_quit);
+}
+
 /* ---- channels ------------------------------------------------------------------------------ */
 
 static int has_conversations(uint8_t t) { return t != CHANNEL_DATA && t != CHANNEL_TEMP && t != CHANNEL_LIVE; }
@@ -218,43 +242,20 @@ static int add_subscriber(store_wtxn *t, uint8_t type, mp_str id, mp_str uid, ui
     return store_txn_put_conv(t, uid, type, id, &cv);
 }
 
-typedef struct uid_list_ctx {
-    mp_buf text;
-    uint32_t *lens;
-    size_t n, cap;
-} uid_list_ctx;
-
-static int collect(void *ctx, mp_str uid) {
-    uid_list_ctx *c = ctx;
-    if (c->n == c->cap) {
-        c->cap = c->cap ? c->cap * 2 : 32;
-        c->lens = mp_realloc(c->lens, c->cap * sizeof(uint32_t));
-    }
-    c->lens[c->n++] = uid.len;
-    mp_buf_append(&c->text, uid.p, uid.len);
+/* Remove every member of a set; subscribers also lose their conversation rows. */
+static int del_conv_of(void *ctx, mp_str uid) {
+    im_op *op = ctx;
+    store_txn_del_conv(op->txn, uid, op->type, op->id);
     return 0;
 }
 
-/* Remove every member of a set; subscribers also lose their conversation rows. The
- * current members are read through a read txn opened before this write txn commits,
- * which is fine: only the single writer changes sets. */
-static int clear_members(store_wtxn *t, int set, uint8_t type, mp_str id) {
-    if (set == STORE_SUBSCRIBERS && has_conversations(type)) {
-        store_rtxn *r;
-        if (store_rtxn_begin(g_store, &r) == MP_OK) {
-            uid_list_ctx c = {MP_BUF_INIT, NULL, 0, 0};
-            store_scan_set(r, set, type, id, collect, &c);
-            store_rtxn_end(r);
-            size_t off = 0;
-            for (size_t i = 0; i < c.n; i++) {
-                store_txn_del_conv(t, (mp_str){(const char *)c.text.data + off, c.lens[i]}, type, id);
-                off += c.lens[i];
-            }
-            mp_buf_free(&c.text);
-            free(c.lens);
-        }
+static int clear_members(store_wtxn *t, im_op *op, int set) {
+    if (set == STORE_SUBSCRIBERS && has_conversations(op->type)) {
+        op->txn = t;
+        int rc = store_txn_scan_set(t, set, op->type, op->id, del_conv_of, op);
+        if (rc != MP_OK) return rc;
     }
-    return store_txn_clear_set(t, set, type, id);
+    return store_txn_clear_set(t, set, op->type, op->id);
 }
 
 static int write_members(store_wtxn *t, void *arg) {
@@ -262,7 +263,7 @@ static int write_members(store_wtxn *t, void *arg) {
     int rc = ensure_channel(t, op->type, op->id);
     if (rc != MP_OK) return rc;
     if (op->kind == IM_MEMBERS_REMOVE_ALL || op->kind == IM_MEMBERS_SET || op->reset) {
-        rc = clear_members(t, op->set, op->type, op->id);
+        rc = clear_members(t, op, op->set);
         if (rc != MP_OK) return rc;
     }
     uint64_t last = 0, now = mp_now_ns();
@@ -322,7 +323,7 @@ static int write_channel(store_wtxn *t, void *arg) {
     }
     if (rc != MP_OK) return rc;
     if (op->reset) {
-        rc = clear_members(t, STORE_SUBSCRIBERS, op->type, op->id);
+        rc = clear_members(t, op, STORE_SUBSCRIBERS);
         if (rc != MP_OK) return rc;
     }
     uint64_t last = 0, now = mp_now_ns();

@@ -43,6 +43,10 @@ void im_send(const im_send_req *r, im_done_fn done, void *ctx);
  * the same device flag. */
 void im_user_token(mp_str uid, mp_str token, uint8_t device_flag, uint8_t device_level, im_done_fn done, void *ctx);
 
+/* Clear the stored token of (uid, device_flag) so token login fails until /user/token is
+ * called again, and kick that device's connections. device_flag -1 = APP, WEB and PC. */
+void im_user_device_quit(mp_str uid, int device_flag, im_done_fn done, void *ctx);
+
 typedef struct im_channel_req {
     mp_str channel_id;
     uint8_t channel_type;

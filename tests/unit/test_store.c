@@ -287,8 +287,10 @@ static void roundtrip(const msg_fields *f) {
     assert_true(mp_str_eq(g.client_msg_no, f->client_msg_no));
     assert_true(mp_str_eq(g.topic, f->topic));
     assert_true(mp_str_eq(g.payload, f->payload));
-    /* every truncation and trailing garbage are refused, never read past the end */
-    for (size_t i = 0; i < n; i++) {
+    /* truncations and trailing garbage are refused, never read past the end (each length is
+     * copied to an exact-size allocation so ASan sees over-reads); every length for small
+     * records, the start and the end of big ones */
+    for (size_t i = 0; i < n; i = (n > 4096 && i == 2048) ? n - 2048 : i + 1) {
         uint8_t *t = malloc(i ? i : 1);
         memcpy(t, buf, i);
         assert_int_equal(store_msg_decode(t, i, &g), MP_EPROTO);
