@@ -91,6 +91,8 @@ static void send_parse(ju *j, im_send_req *q, mp_buf *payload) {
         ju_fail(j, "unknown channel_type %u", q->channel_type);
     else if (q->from_uid.len && !im_valid_id(q->from_uid))
         ju_fail(j, "from_uid must not contain '@', '#' or '&' (nor be too long)");
+    else if (q->client_msg_no.len > IM_MAX_CLIENT_MSG_NO_LEN)
+        ju_fail(j, "client_msg_no is longer than %d bytes", IM_MAX_CLIENT_MSG_NO_LEN);
 }
 
 void api_message_send(api_req *r) {

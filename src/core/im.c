@@ -40,7 +40,7 @@ int64_t im_next_message_id(void) {
 }
 
 int im_valid_id(mp_str id) {
-    if (id.len == 0 || id.len > PROTO_MAX_STR) return 0;
+    if (id.len == 0 || id.len > IM_MAX_ID_LEN) return 0;
     int blank = 1;
     for (uint32_t i = 0; i < id.len; i++) {
         char ch = id.p[i];

@@ -82,7 +82,13 @@ const mp_config *im_config(void);
  * uid). Writes into out (cap >= id.len + viewer.len + 2); returns the stored id. */
 mp_str im_stored_channel_id(uint8_t channel_type, mp_str channel_id, mp_str viewer, char *out);
 
-/* Id rules shared by API and CONNECT: non-empty and no '@', '#', '&'. */
+/* Length caps keep every store key under LMDB's 511-byte limit (a person fake id is two
+ * uids; a conversation key is a uid plus a channel key). */
+#define IM_MAX_ID_LEN 128
+#define IM_MAX_CLIENT_MSG_NO_LEN 200
+
+/* Id rules shared by API and CONNECT: non-blank, at most IM_MAX_ID_LEN bytes, and no
+ * '@', '#', '&'. */
 int im_valid_id(mp_str id);
 
 #endif

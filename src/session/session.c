@@ -145,6 +145,10 @@ static int on_send(conn *c, const proto_frame *f) {
         session_sendack(c->w, c->id, flags, message_id, s.client_seq, 0, REASON_NOT_SUPPORT_CHANNEL_TYPE);
         return MP_OK;
     }
+    if (s.client_msg_no.len > IM_MAX_CLIENT_MSG_NO_LEN) {
+        session_sendack(c->w, c->id, flags, message_id, s.client_seq, 0, REASON_NOT_SUPPORT_HEADER);
+        return MP_OK;
+    }
     if (!im_valid_id(s.channel_id)) {
         session_sendack(c->w, c->id, flags, message_id, s.client_seq, 0, REASON_CHANNEL_ID_ERROR);
         return MP_OK;

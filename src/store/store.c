@@ -64,9 +64,10 @@ enum {
     DB_META,
     DB_COUNT
 };
-static const char *const db_names[DB_COUNT] = {"msg",        "msg_id",    "client_msg_no", "channel",
-                                               "last_seq",   "subscriber", "blacklist",    "whitelist",
-                                               "device",     "conversation", "sysuid",     "meta"};
+static const char *const db_names[DB_COUNT] = {
+    "msg", "msg_id", "client_msg_no", "channel", "last_seq", "subscriber",
+    "blacklist", "whitelist", "device", "conversation", "sysuid", "meta",
+};
 
 typedef struct store_op {
     struct store_op *next;

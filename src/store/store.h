@@ -103,6 +103,8 @@ int store_txn_set_sysuid(store_wtxn *t, mp_str uid, int present);
 
 /* ---- reads (any thread) ------------------------------------------------------------ */
 
+/* Keep read transactions short and never open a second one on a thread that holds one:
+ * growing a full map waits (up to 5 s) for every open read transaction to end. */
 int store_rtxn_begin(store *s, store_rtxn **out);
 void store_rtxn_end(store_rtxn *r);
 

@@ -79,6 +79,25 @@ h.test('50 acknowledged messages survive kill -9; seqs continue at N+1', async (
   assert.equal(all.has(String(p.messageId)), false);
 });
 
+h.test('SIGTERM with clients still connected: clean exit (code 0) within 3 s, data kept', async () => {
+  const a = uid('sa'); const b = uid('sb');
+  const cb = await h.login(b, { transport: 'ws' });
+  const ca = await h.login(a);
+  const extra = await Promise.all([1, 2, 3].map((i) => h.login(uid('sx'), { transport: i % 2 ? 'tcp' : 'ws' })));
+  const ack = await ca.send({ channelId: b, channelType: 1, payload: { type: 1, content: 'before sigterm' } });
+  assert.equal(ack.reasonCode, REASON.SUCCESS);
+  await cb.waitRecv();
+  const t0 = Date.now();
+  await h.srv.stop();
+  const exit = h.srv.exits.at(-1);
+  assert.deepEqual(exit, { code: 0, signal: null }, `graceful exit after SIGTERM (took ${Date.now() - t0} ms)`);
+  assert.deepEqual(h.srv.problems(), [], 'no sanitizer reports / forced kill during shutdown');
+  for (const c of [ca, cb, ...extra]) assert.equal(await c.waitClosed(1000), true, `${c.name} was disconnected`);
+  await h.srv.restart();
+  const msgs = await syncAll(b, a, 1);
+  assert.deepEqual(msgs.map((m) => m.message_idstr), [String(ack.messageId)]);
+});
+
 h.test('graceful restart keeps everything too', async () => {
   const a = uid('ga'); const b = uid('gb');
   const ca = await h.login(a);

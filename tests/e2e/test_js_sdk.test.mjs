@@ -4,14 +4,13 @@
 // second delivery.
 
 import assert from 'node:assert/strict';
-import { after } from 'node:test';
 import { useServer, uid } from './lib/harness.mjs';
 import { SdkUser, ConnectStatus } from './lib/sdk.mjs';
 import { PT, REASON, sleep } from './lib/wkproto.mjs';
 
 const h = useServer({ args: ['--messageRetry.interval=1s', '--messageRetry.scanInterval=200ms'] });
 const sdks = [];
-after(async () => { await Promise.all(sdks.map((s) => s.close())); });
+h.cleanup(() => Promise.all(sdks.map((s) => s.close())));
 
 async function sdkLogin(user) {
   const s = await SdkUser.spawn(`sdk:${user}`);

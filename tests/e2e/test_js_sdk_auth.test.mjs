@@ -3,14 +3,13 @@
 // reconnecting (wire-protocol.md §4.2, §12; http-api.md §5.1).
 
 import assert from 'node:assert/strict';
-import { after } from 'node:test';
 import { useServer, uid } from './lib/harness.mjs';
 import { SdkUser, ConnectStatus } from './lib/sdk.mjs';
 import { PT, REASON, sleep } from './lib/wkproto.mjs';
 
 const h = useServer({ args: ['--tokenAuthOn=true'] });
 const sdks = [];
-after(async () => { await Promise.all(sdks.map((s) => s.close())); });
+h.cleanup(() => Promise.all(sdks.map((s) => s.close())));
 
 async function register(user, token) {
   const r = await h.srv.post('/user/token', { uid: user, token, device_flag: 1, device_level: 0 });

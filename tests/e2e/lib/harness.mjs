@@ -29,7 +29,9 @@ export function b64json(obj) { return Buffer.from(JSON.stringify(obj), 'utf8').t
  *   h.assertHealthy()   a fresh pair of clients can still exchange a message
  */
 export function useServer({ args = [], name = FILE, workers } = {}) {
-  const h = { srv: null, clients: [], failed: false };
+  const h = { srv: null, clients: [], failed: false, cleanups: [] };
+  /** Run fn in after(), before the server is stopped (e.g. closing SDK child processes). */
+  h.cleanup = (fn) => { h.cleanups.push(fn); };
 
   before(async () => {
     h.srv = new MagpieServer({ args, name, workers });
@@ -42,14 +44,16 @@ export function useServer({ args = [], name = FILE, workers } = {}) {
   });
 
   after(async () => {
+    for (const fn of h.cleanups) {
+      try { await fn(); } catch (e) { process.stderr.write(`[${name}] cleanup failed: ${e?.stack ?? e}\n`); }
+    }
     for (const c of h.clients) c.close();
-    if (h.srv) {
-      if (h.failed) process.stderr.write(`\n[${name}] server output after failure:\n${h.srv.tail(200)}\n`);
-      await h.srv.dispose();
-      const problems = h.srv.problems();
-      if (problems.length) {
-        throw new Error(`magpie reported problems (full log: tests/e2e/artifacts/${name}.log):\n${problems.join('\n')}\n${h.srv.tail(80)}`);
-      }
+    if (!h.srv) return;
+    if (h.failed) process.stderr.write(`\n[${name}] server output after failure:\n${h.srv.tail(200)}\n`);
+    await h.srv.dispose();
+    const problems = h.srv.problems();
+    if (problems.length) {
+      throw new Error(`magpie reported problems (full log: tests/e2e/artifacts/${name}.log):\n${problems.join('\n')}\n${h.srv.tail(80)}`);
     }
   });
 

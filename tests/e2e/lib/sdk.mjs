@@ -32,6 +32,12 @@ export class SdkUser {
     u.child.stderr.on('data', (d) => u.logs.push(`[stderr] ${d}`));
     u.exited = new Promise((r) => u.child.on('exit', (code, sig) => { u.logs.push(`[exit ${code} ${sig}]`); r(); }));
     u.child.on('message', (m) => u._onMessage(m));
+    // Never let a stuck child keep the test process alive, and never leave one behind.
+    u.child.unref();
+    u.child.channel?.unref();
+    const killChild = () => { try { u.child.kill('SIGKILL'); } catch { /* gone */ } };
+    process.once('exit', killChild);
+    u.exited.then(() => process.removeListener('exit', killChild));
     await u.waitEvent((e) => e.ev === 'ready', 10000, 'child ready');
     return u;
   }
