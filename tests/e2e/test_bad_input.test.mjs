@@ -194,6 +194,30 @@ for (const [label, makeWire] of [
   });
 }
 
+badCase('very long uid / channel id / clientMsgNo get an answer, never a crash', async () => {
+  // 2 KB ids and a 3 KB clientMsgNo: well inside the protocol's 32767-byte strings, but beyond
+  // typical storage key limits. Success or a failure code are both fine; silence or a crash is not.
+  const long = (p, n) => p + 'x'.repeat(n - p.length);
+  const c = await h.tcp();
+  let ack = null;
+  try { ack = await c.connect({ uid: long('lu', 2000) }); } catch { /* refused by closing */ }
+  if (!ack || ack.reasonCode !== REASON.SUCCESS) assert.equal(await c.waitClosed(3000), true, 'refused long uid -> closed');
+  const { ca, cb, b } = await pair();
+  const s1 = await ca.send({ channelId: long('lc', 2000), channelType: 2, payload: { type: 1, content: 'x' } });
+  assert.notEqual(s1.reasonCode, REASON.SUCCESS, 'no such 2 KB group, so no success');
+  const s2 = await ca.send({ channelId: b, channelType: 1, payload: { type: 1, content: 'long cmn' }, clientMsgNo: long('cmn', 3000) });
+  if (s2.reasonCode === REASON.SUCCESS) {
+    const r = await cb.waitRecv();
+    assert.equal(r.clientMsgNo.length, 3000, 'clientMsgNo delivered intact');
+  }
+  const s3 = await ca.send({ channelId: b, channelType: 1, payload: { type: 1, content: 'normal after long' } });
+  assert.equal(s3.reasonCode, REASON.SUCCESS, 'the connection still works');
+  const hr = await h.srv.post('/channel', { channel_id: long('hg', 2000), channel_type: 2, subscribers: [long('hs', 2000)] });
+  assert.ok(hr.status === 200 || hr.status === 400, `HTTP long ids: ${hr.status}`);
+  const tr = await h.srv.post('/user/token', { uid: long('ht', 2000), token: 't', device_flag: 0 });
+  assert.ok(tr.status === 200 || tr.status === 400, `HTTP long uid: ${tr.status}`);
+});
+
 // ---------------------------------------------------------------- HTTP
 
 async function expect400(path, body) {
@@ -215,6 +239,10 @@ badCase('wrong JSON types -> 400', async () => {
   await expect400('/channel', { channel_id: 123, channel_type: 2 });
   await expect400('/channel', { channel_id: uid('g'), channel_type: '2' });
   await expect400('/message/send', { from_uid: 'a', channel_id: 'b', channel_type: 1, payload: 12 });
+  await expect400('/channel', { channel_id: uid('g'), channel_type: 2.5 });
+  await expect400('/channel', '[1,2,3]');
+  await expect400('/channel', 'null');
+  await expect400('/channel', { channel_id: uid('g'), channel_type: 2, subscribers: 'a' });
 });
 
 badCase('missing required fields -> 400', async () => {

@@ -75,3 +75,18 @@ h.test('large payloads (200 KB) over TCP and WS both ways', async () => {
   assert.equal(k2.reasonCode, REASON.SUCCESS);
   assert.equal((await a.waitRecv(() => true, 5000)).json.content, big);
 });
+
+h.test('300 connections opened at once all get CONNACK; one group message reaches all of them', async () => {
+  const N = 300;
+  const g = uid('bg');
+  const users = Array.from({ length: N }, () => uid('bu'));
+  const r = await h.srv.post('/channel', { channel_id: g, channel_type: 2, subscribers: users });
+  assert.equal(r.status, 200, r.text);
+  const clients = await Promise.all(users.map((u, i) => h.login(u, { transport: i % 3 === 0 ? 'ws' : 'tcp', version: 2 + (i % 4) })));
+  const ack = await clients[0].send({ channelId: g, channelType: 2, payload: { type: 1, content: 'to 299' } }, 5000);
+  assert.equal(ack.reasonCode, REASON.SUCCESS);
+  const got = await Promise.all(clients.slice(1).map((c) => c.waitRecv((p) => p.messageId === ack.messageId, 8000)));
+  assert.equal(got.length, N - 1);
+  for (const m of got) assert.deepEqual(m.json, { type: 1, content: 'to 299' });
+  for (const c of clients) c.close();
+});

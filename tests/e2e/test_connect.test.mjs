@@ -97,6 +97,44 @@ for (const transport of ['tcp', 'ws']) {
   });
 }
 
+for (const version of [1, 3]) {
+  h.test(`tcp: v${version} CONNACK has header 0x20 and no nodeId; messages flow at v${version}`, async () => {
+    const c = await h.tcp();
+    const ack = await c.connect({ uid: uid(`v${version}`), version });
+    assert.equal(ack.raw[0], 0x20);
+    assert.equal(ack.reasonCode, REASON.SUCCESS);
+    assert.equal(ack.raw[1], 73, 'no serverVersion byte, no nodeId');
+    const peer = await h.login(uid('pv'), { version });
+    const sack = await c.send({ channelId: peer.uid, channelType: 1, payload: { type: 1, content: `at v${version}` } });
+    assert.equal(sack.reasonCode, REASON.SUCCESS);
+    const r = await peer.waitRecv();
+    assert.equal(r.expire, version >= 3 ? 0 : undefined);
+    assert.deepEqual(r.json, { type: 1, content: `at v${version}` });
+  });
+}
+
+h.test('a client announcing a version above the server\'s gets serverVersion = the server\'s maximum', async () => {
+  const c = await h.tcp();
+  const ack = await c.connect({ uid: uid('v9'), version: 9 });
+  assert.equal(ack.raw[0], 0x21);
+  assert.ok(ack.serverVersion === 5 || ack.serverVersion === 6, `serverVersion ${ack.serverVersion} (5, or 6 if v6 is implemented)`);
+  assert.equal(ack.reasonCode, REASON.SUCCESS);
+  const peer = await h.login(uid('p9'));
+  const sack = await c.send({ channelId: peer.uid, channelType: 1, payload: { type: 1, content: 'negotiated' } });
+  assert.equal(sack.reasonCode, REASON.SUCCESS);
+  assert.equal(sack.messageSeq, 1);
+});
+
+for (const badUid of ['a@b', 'x#y', 'p&q', '', '   ']) {
+  h.test(`uid ${JSON.stringify(badUid)} is refused even without token auth`, async () => {
+    const c = await h.tcp();
+    let ack = null;
+    try { ack = await c.connect({ uid: badUid, version: 4 }); } catch { /* closed without CONNACK */ }
+    assert.equal(ack?.reasonCode === REASON.SUCCESS, false, 'must not succeed');
+    assert.equal(await c.waitClosed(3000), true, 'connection closed');
+  });
+}
+
 h.test('two connections get different server keys and salts', async () => {
   const a = await h.tcp();
   const b = await h.tcp();

@@ -30,6 +30,17 @@ h.test('pinging every 500 ms keeps TCP and WS connections alive for 5 s', async 
   assert.ok(pongs >= 16, `every PING answered (${pongs} PONGs)`);
 });
 
+h.test('WebSocket control Ping frames alone also keep a WS connection alive', async () => {
+  const w = await h.login(uid('cp'), { transport: 'ws' });
+  const end = Date.now() + 4000;
+  while (Date.now() < end) {
+    w.transport.ws.ping();
+    await sleep(500);
+  }
+  assert.equal(w.isClosed, false, 'control frames count as inbound activity');
+  await w.ping();
+});
+
 h.test('sending messages (not only PINGs) also counts as activity', async () => {
   const a = uid('act'); const b = uid('act');
   const cb = await h.login(b);

@@ -103,6 +103,18 @@ h.test('message ids from the API are unique and increasing', async () => {
   for (let i = 1; i < ids.length; i++) assert.ok(ids[i] > ids[i - 1]);
 });
 
+h.test('50 parallel /message/send requests into one group get seqs 1..50', async () => {
+  const g = uid('pg'); const m = uid('pm');
+  const r = await h.srv.post('/channel', { channel_id: g, channel_type: 2, subscribers: [m] });
+  assert.equal(r.status, 200, r.text);
+  const cm = await h.login(m);
+  const ds = await Promise.all(Array.from({ length: 50 }, (_, i) => apiSend({ from_uid: uid('f'), channel_id: g, channel_type: 2, payload: b64json({ type: 1, content: `p${i}` }) })));
+  assert.deepEqual(ds.map((d) => d.message_seq).sort((x, y) => x - y), Array.from({ length: 50 }, (_, i) => i + 1));
+  const seen = [];
+  for (let i = 0; i < 50; i++) seen.push((await cm.waitRecv(() => true, 5000)).messageSeq);
+  assert.deepEqual(seen, Array.from({ length: 50 }, (_, i) => i + 1), 'the member receives all 50 in seq order');
+});
+
 h.test('no_persist via the API is delivered, not stored, seq 0', async () => {
   const a = uid('na'); const b = uid('nb');
   const cb = await h.login(b);

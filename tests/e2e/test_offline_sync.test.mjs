@@ -50,6 +50,12 @@ h.test('u2 offline: 5 messages show up in conversation sync and message sync', a
   assert.equal(conv.recents[0].from_uid, u1);
   assert.equal(conv.recents[0].message_idstr, String(acks[4].messageId));
 
+  // msg_count 0 answers an empty list.
+  const zero = await h.srv.post('/conversation/sync', { uid: u2, msg_count: 0 });
+  assert.deepEqual(zero.json, [], 'msg_count 0 -> []');
+  // last_msg_seqs: the client already has up to seq 3, so only 4 and 5 come back.
+  const partial = find(await convSync(u2, { last_msg_seqs: `${u1}:1:3` }), u1);
+  assert.deepEqual(partial.recents.map((m) => m.message_seq), [5, 4], 'recents above the client\'s seq');
   // With msg_count 1, only the newest message.
   const one = find(await convSync(u2, { msg_count: 1 }), u1);
   assert.deepEqual(one.recents.map((m) => m.message_seq), [5]);

@@ -7,7 +7,8 @@ import { useServer, uid } from './lib/harness.mjs';
 import { PT, REASON, FLAG, sleep } from './lib/wkproto.mjs';
 
 const INTERVAL_MS = 1000;
-const h = useServer({ args: ['--messageRetry.interval=1s', '--messageRetry.scanInterval=200ms'] });
+const MAX_COUNT = 2;
+const h = useServer({ args: ['--messageRetry.interval=1s', '--messageRetry.scanInterval=200ms', `--messageRetry.maxCount=${MAX_COUNT}`] });
 
 h.test('unacked RECV is re-sent byte-identically; RECVACK stops it', async () => {
   const a = uid('ra'); const b = uid('rb');
@@ -61,6 +62,16 @@ h.test('retries are per connection: acking on one device does not stop the other
   await b2.recvack(retry2);
   const left1 = await b1.collect((p) => p.type === PT.RECV, 300);
   assert.equal(left1.length, 0, 'the acked device gets no retry');
+});
+
+h.test(`retries stop after messageRetry.maxCount (${MAX_COUNT}) re-sends`, async () => {
+  const a = uid('xa'); const b = uid('xb');
+  const cb = await h.login(b, { autoAck: false });
+  const ca = await h.login(a);
+  const ack = await ca.send({ channelId: b, channelType: 1, payload: { type: 1, content: 'never acked' } });
+  const copies = await cb.collect((p) => p.type === PT.RECV && p.messageId === ack.messageId, INTERVAL_MS * (MAX_COUNT + 3) + 500);
+  assert.equal(copies.length, 1 + MAX_COUNT, `first delivery + ${MAX_COUNT} retries, then give up (got ${copies.length})`);
+  for (const c of copies) assert.equal(c.raw.toString('hex'), copies[0].raw.toString('hex'));
 });
 
 h.test('NoPersist messages are not retried and get messageSeq 0', async () => {

@@ -16,17 +16,39 @@ export const MAGPIE_BIN = process.env.MAGPIE_BIN || path.join(REPO_DIR, 'build',
 export const WORKERS = Number(process.env.MAGPIE_TEST_WORKERS || 2);
 export const ARTIFACTS_DIR = path.join(E2E_DIR, 'artifacts');
 
-/** Reserve a free TCP port on 127.0.0.1 (listen on 0, read it, close). */
-export function freePort() {
-  return new Promise((resolve, reject) => {
+/**
+ * Reserve a free TCP port on 127.0.0.1: try to listen on it, then close. Ports are drawn at random
+ * from below the kernel's ephemeral range, so the many outbound client sockets of parallel test
+ * files cannot take them between this check and the server's bind.
+ */
+function tryListen(port) {
+  return new Promise((resolve) => {
     const s = net.createServer();
     s.unref();
-    s.on('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
+    s.once('error', () => resolve(null));
+    s.listen(port, '127.0.0.1', () => {
+      const got = s.address().port;
+      s.close(() => resolve(got));
     });
   });
+}
+
+function ephemeralLow() {
+  try {
+    const [lo] = fs.readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/).map(Number);
+    if (lo > 12000) return lo;
+  } catch { /* not Linux */ }
+  return 32768;
+}
+const PORT_LO = 10000;
+const PORT_HI = ephemeralLow();
+
+export async function freePort() {
+  for (let i = 0; i < 50; i++) {
+    const p = await tryListen(PORT_LO + Math.floor(Math.random() * (PORT_HI - PORT_LO)));
+    if (p) return p;
+  }
+  return tryListen(0);
 }
 
 async function distinctFreePorts(n) {
@@ -77,9 +99,26 @@ export class MagpieServer {
   async start() {
     if (!fs.existsSync(MAGPIE_BIN)) throw new Error(`magpie binary not found at ${MAGPIE_BIN} (set MAGPIE_BIN)`);
     this.dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'magpie-e2e-'));
-    [this.tcpPort, this.wsPort, this.httpPort] = await distinctFreePorts(3);
-    await this._spawn();
+    await this._spawnOnFreePorts(false);
     return this;
+  }
+
+  /**
+   * Spawn; if a port turned out to be taken (another process won the race), pick new ports and
+   * try again. keepPorts: try the current ports first (restart).
+   */
+  async _spawnOnFreePorts(keepPorts) {
+    for (let attempt = 0; ; attempt++) {
+      if (!keepPorts || attempt > 0) [this.tcpPort, this.wsPort, this.httpPort] = await distinctFreePorts(3);
+      try {
+        await this._spawn();
+        return;
+      } catch (e) {
+        const inUse = /address already in use|EADDRINUSE/i.test(this.log.slice(-2000));
+        if (!inUse || attempt >= 4) throw e;
+        this.log += `\n=== a port was taken; retrying on new ports\n`;
+      }
+    }
   }
 
   async _spawn() {
@@ -142,10 +181,10 @@ export class MagpieServer {
     await p.exited;
   }
 
-  /** Start again on the same ports and data dir. */
+  /** Start again on the same data dir (same ports unless one was taken meanwhile). */
   async restart() {
     await this.stop();
-    await this._spawn();
+    await this._spawnOnFreePorts(true);
   }
 
   /** Stop and remove the data directory; write the log to artifacts/. */
