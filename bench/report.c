@@ -1,0 +1,149 @@
+/* report.c - text and JSON renderings of a bench_result. */
+#include "report.h"
+
+#include <stdio.h>
+
+const char *report_workload_name(int wl) {
+    switch (wl) {
+    case WL_SEND: return "send";
+    case WL_FANOUT: return "fanout";
+    case WL_PERSON: return "person";
+    default: return "?";
+    }
+}
+
+uint64_t report_errors(const bench_result *r) {
+    const bstats *s = &r->st;
+    return s->conn_failed + s->ack_failed + s->ack_unknown + r->unacked + s->bad_msgkey + s->bad_payload +
+           s->proto_errors + s->disconnects + s->unexpected + r->delivered_unacked;
+}
+
+static double ms(uint64_t ns) { return (double)ns / 1e6; }
+
+static double per_s(uint64_t n, double s) { return s > 0 ? (double)n / s : 0; }
+
+static void params(const bench_ctx *ctx, char *buf, size_t cap) {
+    const bench_opts *o = &ctx->o;
+    int n = 0;
+    switch (o->workload) {
+    case WL_SEND: n = snprintf(buf, cap, "groups=%u members=%u", o->groups, o->members); break;
+    case WL_FANOUT: n = snprintf(buf, cap, "members=%u online=%u", o->members, o->online); break;
+    case WL_PERSON: n = snprintf(buf, cap, "pairs=%u", o->pairs); break;
+    }
+    snprintf(buf + n, cap - (size_t)n, " window=%u payload=%uB threads=%u sources=%u token-auth=%s prefix=%s", o->window,
+             o->payload_size, o->threads, o->sources, o->token_auth ? "yes" : "no", o->prefix);
+}
+
+static void lat_line(const char *name, const hist *h) {
+    if (!h->count) {
+        printf("  %-13s n/a\n", name);
+        return;
+    }
+    printf("  %-13s p50 %.3f  p99 %.3f  p99.9 %.3f  max %.3f  (n=%llu)\n", name, ms(hist_quantile(h, 0.5)),
+           ms(hist_quantile(h, 0.99)), ms(hist_quantile(h, 0.999)), ms(h->max), (unsigned long long)h->count);
+}
+
+static void reasons(const char *what, const uint64_t *r) {
+    for (int i = 0; i < 32; i++)
+        if (r[i]) printf("      %s reason %d%s: %llu\n", what, i, i == 31 ? "+" : "", (unsigned long long)r[i]);
+}
+
+void report_text(const bench_ctx *ctx, const bench_result *r) {
+    const bench_opts *o = &ctx->o;
+    const bstats *s = &r->st;
+    char p[256];
+    params(ctx, p, sizeof p);
+    printf("magpie-bench: workload %s%s%s\n", report_workload_name(o->workload), r->aborted ? "  ABORTED: " : "",
+           r->aborted ? r->aborted : "");
+    printf("  parameters   %s\n", p);
+    printf("  server       tcp %s, api %s\n", o->addr, o->api);
+    printf("  connections  %llu ok, %llu failed of %u (all settled in %.2f s; CONNECT->CONNACK p50 %.2f ms p99 %.2f ms)\n",
+           (unsigned long long)s->conn_ok, (unsigned long long)s->conn_failed, ctx->nconns, r->connect_s,
+           ms(hist_quantile(&s->connect, 0.5)), ms(hist_quantile(&s->connect, 0.99)));
+    printf("  duration     %.2f s measured after %.1f s warm-up; drain took %.2f s\n", r->measured_s, o->warmup,
+           r->drain_s);
+    printf("  sends/s      %.1f  (acked in window %llu; whole run: sent %llu, acked %llu, refused %llu, unacked %llu)\n",
+           per_s(s->acked_in_win, r->measured_s), (unsigned long long)s->acked_in_win, (unsigned long long)s->sent,
+           (unsigned long long)s->acked, (unsigned long long)s->ack_failed, (unsigned long long)r->unacked);
+    printf("  deliveries/s %.1f  (in window %llu; whole run: %llu distinct of %llu owed)\n",
+           per_s(s->delivered_in_win, r->measured_s), (unsigned long long)s->delivered_in_win,
+           (unsigned long long)s->delivered, (unsigned long long)r->expected);
+    lat_line("SENDACK ms", &s->sendack);
+    lat_line("end-to-end ms", &s->e2e);
+    uint64_t errors = report_errors(r);
+    printf("  lost %llu  duplicated %llu  errors %llu\n", (unsigned long long)r->lost, (unsigned long long)s->duplicated,
+           (unsigned long long)errors);
+    if (errors) {
+        struct { const char *name; uint64_t v; } e[] = {
+            {"connect failed", s->conn_failed},     {"  of which CONNACK refused", s->connack_failed},
+            {"SENDACK not success", s->ack_failed}, {"SENDACK unknown/duplicate", s->ack_unknown},
+            {"SEND never acknowledged", r->unacked}, {"RECV bad msgKey", s->bad_msgkey},
+            {"RECV bad payload", s->bad_payload},   {"protocol errors", s->proto_errors},
+            {"disconnects", s->disconnects},        {"  of which DISCONNECT from server", s->kicked},
+            {"RECV unexpected", s->unexpected},     {"RECV of a SEND not acked", r->delivered_unacked},
+        };
+        for (size_t i = 0; i < MP_ARRAY_LEN(e); i++)
+            if (e[i].v) printf("    %-34s %llu\n", e[i].name, (unsigned long long)e[i].v);
+        reasons("SENDACK", s->ack_fail_reason);
+        reasons("CONNACK", s->connack_reason);
+        if (r->receivers_lost)
+            printf("    (%llu receivers disconnected early are left out of 'lost')\n",
+                   (unsigned long long)r->receivers_lost);
+    }
+    if (r->server_pid > 0 && r->rss_kib)
+        printf("  server       pid %d: RSS %.1f MiB at end of load, of which anonymous %.1f MiB (%.1f MiB before\n"
+               "               connecting, peak %.1f MiB; the rest is mapped LMDB pages), CPU %.0f%% (100%% = one core)\n",
+               r->server_pid, (double)r->rss_kib / 1024, (double)r->rss_anon_kib / 1024, (double)r->rss_before_kib / 1024,
+               (double)r->rss_peak_kib / 1024, r->server_cpu_pct);
+    else if (o->server_pid)
+        printf("  server       RSS unknown (no server process found)\n");
+    printf("  bench        CPU %.0f%% (100%% = one core)\n", r->bench_cpu_pct);
+}
+
+static void json_lat(const char *name, const hist *h) {
+    if (!h->count) {
+        printf(",\"%s\":null", name);
+        return;
+    }
+    printf(",\"%s\":{\"p50\":%.3f,\"p99\":%.3f,\"p999\":%.3f,\"max\":%.3f,\"n\":%llu}", name, ms(hist_quantile(h, 0.5)),
+           ms(hist_quantile(h, 0.99)), ms(hist_quantile(h, 0.999)), ms(h->max), (unsigned long long)h->count);
+}
+
+void report_json(const bench_ctx *ctx, const bench_result *r) {
+    const bench_opts *o = &ctx->o;
+    const bstats *s = &r->st;
+    printf("{\"workload\":\"%s\",\"groups\":%u,\"members\":%u,\"online\":%u,\"pairs\":%u,\"window\":%u,"
+           "\"payload_size\":%u,\"threads\":%u,\"sources\":%u,\"token_auth\":%s,\"prefix\":\"%s\"",
+           report_workload_name(o->workload), o->groups, o->members, o->online, o->pairs, o->window, o->payload_size,
+           o->threads, o->sources, o->token_auth ? "true" : "false", o->prefix);
+    printf(",\"connections\":%u,\"conn_ok\":%llu,\"conn_failed\":%llu,\"connect_s\":%.3f", ctx->nconns,
+           (unsigned long long)s->conn_ok, (unsigned long long)s->conn_failed, r->connect_s);
+    printf(",\"duration_s\":%.3f,\"sent\":%llu,\"acked\":%llu,\"acked_in_window\":%llu,\"sends_per_s\":%.1f", r->measured_s,
+           (unsigned long long)s->sent, (unsigned long long)s->acked, (unsigned long long)s->acked_in_win,
+           per_s(s->acked_in_win, r->measured_s));
+    printf(",\"deliveries\":%llu,\"deliveries_in_window\":%llu,\"deliveries_per_s\":%.1f,\"deliveries_owed\":%llu",
+           (unsigned long long)s->delivered, (unsigned long long)s->delivered_in_win,
+           per_s(s->delivered_in_win, r->measured_s), (unsigned long long)r->expected);
+    json_lat("sendack_ms", &s->sendack);
+    json_lat("e2e_ms", &s->e2e);
+    printf(",\"lost\":%llu,\"duplicated\":%llu,\"errors\":%llu", (unsigned long long)r->lost,
+           (unsigned long long)s->duplicated, (unsigned long long)report_errors(r));
+    printf(",\"error_detail\":{\"conn_failed\":%llu,\"connack_refused\":%llu,\"sendack_failed\":%llu,"
+           "\"sendack_unknown\":%llu,\"unacked\":%llu,\"bad_msgkey\":%llu,\"bad_payload\":%llu,\"proto_errors\":%llu,"
+           "\"disconnects\":%llu,\"kicked\":%llu,\"unexpected\":%llu,\"delivered_unacked\":%llu}",
+           (unsigned long long)s->conn_failed, (unsigned long long)s->connack_failed, (unsigned long long)s->ack_failed,
+           (unsigned long long)s->ack_unknown, (unsigned long long)r->unacked, (unsigned long long)s->bad_msgkey,
+           (unsigned long long)s->bad_payload, (unsigned long long)s->proto_errors, (unsigned long long)s->disconnects,
+           (unsigned long long)s->kicked, (unsigned long long)s->unexpected, (unsigned long long)r->delivered_unacked);
+    if (r->server_pid > 0 && r->rss_kib)
+        printf(",\"server_pid\":%d,\"server_rss_kib\":%llu,\"server_rss_anon_kib\":%llu,\"server_rss_before_kib\":%llu,"
+               "\"server_rss_peak_kib\":%llu,\"server_cpu_pct\":%.1f",
+               r->server_pid, (unsigned long long)r->rss_kib, (unsigned long long)r->rss_anon_kib,
+               (unsigned long long)r->rss_before_kib, (unsigned long long)r->rss_peak_kib, r->server_cpu_pct);
+    else
+        printf(",\"server_pid\":null,\"server_rss_kib\":null");
+    printf(",\"bench_cpu_pct\":%.1f", r->bench_cpu_pct);
+    if (r->aborted) printf(",\"aborted\":\"%s\"", r->aborted);
+    else printf(",\"aborted\":null");
+    printf("}\n");
+}
