@@ -42,8 +42,9 @@ static int state_of(const bconn *c) { return atomic_load_explicit(&c->state, mem
 
 static void add(_Atomic uint64_t *a, int64_t d) { atomic_fetch_add_explicit(a, (uint64_t)d, memory_order_relaxed); }
 
-static int in_window(const bench_ctx *ctx, uint64_t mono) {
-    return mono >= ctx->meas_start_ns && mono < ctx->meas_end_ns;
+/* The acquire load of the phase makes main's window bounds visible to this thread. */
+static int in_window(bthread *th, uint64_t mono) {
+    return phase_of(th) >= PH_RUN && mono >= th->ctx->meas_start_ns && mono < th->ctx->meas_end_ns;
 }
 
 static int budget_left(bthread *th) { return th->printed++ < LOG_BUDGET; }
@@ -268,7 +269,7 @@ static void on_sendack(bconn *c, const proto_frame *f) {
         th->st.acked++;
         add(&th->a_acked, 1);
         add(&th->a_expected, c->n_receivers);
-        if (in_window(th->ctx, now)) {
+        if (in_window(th, now)) {
             th->st.acked_in_win++;
             hist_record(&th->st.sendack, lat);
         }
@@ -339,7 +340,7 @@ static void on_recv(bconn *c, const proto_frame *f) {
         } else {
             th->st.delivered++;
             add(&th->a_distinct, 1);
-            if (in_window(ctx, now_mono)) {
+            if (in_window(th, now_mono)) {
                 uint64_t now_wall = bench_wall_ns();
                 th->st.delivered_in_win++;
                 hist_record(&th->st.e2e, now_wall > ts ? now_wall - ts : 0);

@@ -375,7 +375,6 @@ int main(int argc, char **argv) {
             r.server_cpu_pct = 100.0 * ((double)(cpu1 - cpu0) / (double)sysconf(_SC_CLK_TCK)) / secs(t_meas1 - t_meas0);
         r.bench_cpu_pct = 100.0 * secs(self1 - self0) / secs(t_meas1 - t_meas0);
         if (r.server_pid > 0) procfs_rss_kib(r.server_pid, &r.rss_kib, &r.rss_peak_kib, &r.rss_anon_kib);
-        if (t_meas1 < ctx.meas_end_ns) ctx.meas_end_ns = t_meas1; /* stopped early */
 
         /* Drain: no new SENDs; wait for the acks and deliveries still owed. */
         atomic_store(&ctx.phase, PH_DRAIN);

@@ -25,7 +25,8 @@ static int g_net_left;
  * 1. every worker closes its listeners and connections;
  * 2. a store barrier waits until every write submitted so far is committed (their
  *    SENDACKs and fan-out are posted while the loops still run);
- * 3. every worker closes its remaining handles and its loop ends. */
+ * 3. a few ping-pong rounds through every worker let cross-worker chains finish;
+ * 4. every worker closes its remaining handles and its loop ends. */
 static void stop_handles(worker *w, void *arg) {
     (void)arg;
     if (w->index == 0) {
@@ -34,10 +35,36 @@ static void stop_handles(worker *w, void *arg) {
     }
 }
 
+/* After the store drained, work can still be travelling between workers (commit ->
+ * user owner -> connection worker). A few rounds of ping-pong through every inbox let
+ * those chains finish before the loops stop. */
+#define QUIESCE_ROUNDS 4
+static int g_quiesce_round, g_quiesce_left;
+
+static void quiesce_round(void);
+
+static void quiesce_pong(worker *w, void *arg) {
+    (void)w;
+    (void)arg;
+    if (--g_quiesce_left > 0) return;
+    if (++g_quiesce_round < QUIESCE_ROUNDS) quiesce_round();
+    else workers_stop(stop_handles);
+}
+
+static void quiesce_ping(worker *w, void *arg) {
+    (void)w;
+    worker_post(0, quiesce_pong, arg);
+}
+
+static void quiesce_round(void) {
+    g_quiesce_left = workers_count();
+    for (int i = 0; i < workers_count(); i++) worker_post(i, quiesce_ping, NULL);
+}
+
 static void on_store_drained_w0(worker *w, void *arg) {
     (void)w;
     (void)arg;
-    workers_stop(stop_handles);
+    quiesce_round();
 }
 
 static void on_store_drained(void *arg, int status) {
@@ -124,8 +151,8 @@ int main(int argc, char **argv) {
     LOG_INFO("main", "magpie ready tcp=%s ws=%s http=%s workers=%d dataDir=%s durability=%s tokenAuthOn=%d",
              cfg.addr, cfg.ws_addr, cfg.http_addr, nworkers, cfg.data_dir, cfg.durability, cfg.token_auth_on);
     workers_run();
-    store_close(st); /* every submitted write finishes and is synced */
-    workers_destroy_begin();
+    workers_destroy_begin(); /* join workers 1.. before the store goes away */
+    store_close(st);         /* every submitted write finishes and is synced */
     for (int i = 0; i < nworkers; i++) {
         presence_free(worker_get(i));
         chan_free(worker_get(i));

@@ -14,6 +14,7 @@ typedef struct chan {
     mp_str id;            /* owned copy */
     int seq_loaded;
     uint64_t last_seq;    /* last ASSIGNED seq (committed or in flight) */
+    uint32_t epoch;       /* bumped when a store failure rewinds last_seq */
     int subs_loaded;
     mp_str *subs;         /* cached subscriber list for fan-out */
     char *subs_text;
@@ -30,6 +31,7 @@ typedef struct send_op {
     chan_send r;
     int owner;
     int status;
+    uint32_t epoch;
     chan *ch;
     mp_msg *m;
     struct send_op *dups; /* duplicates (same client_msg_no) waiting for this commit */
@@ -175,18 +177,28 @@ static uint8_t check_person(store_rtxn *r, const chan_send *s) {
     return REASON_SUCCESS;
 }
 
+static int stop_at_first(void *ctx, mp_str uid) {
+    (void)uid;
+    *(int *)ctx = 1;
+    return 1;
+}
+
+/* Whether a set has any member: one cursor step, whatever the set's size. */
+static int set_nonempty(store_rtxn *r, int set, uint8_t type, mp_str id) {
+    int any = 0;
+    store_scan_set(r, set, type, id, stop_at_first, &any);
+    return any;
+}
+
 static uint8_t check_member(store_rtxn *r, const chan_send *s, int has_info) {
     uint8_t t = s->f.channel_type;
     mp_str id = s->f.channel_id, from = s->f.from_uid;
     if (store_set_contains(r, STORE_BLACKLIST, t, id, from) == 1) return REASON_IN_BLACKLIST;
-    if (store_set_contains(r, STORE_SUBSCRIBERS, t, id, from) != 1) {
-        uint64_t n = 0;
-        store_set_count(r, STORE_SUBSCRIBERS, t, id, &n);
-        return (has_info || n > 0) ? REASON_SUBSCRIBER_NOT_EXIST : REASON_CHANNEL_NOT_EXIST;
-    }
-    uint64_t nwhite = 0;
-    store_set_count(r, STORE_WHITELIST, t, id, &nwhite);
-    if (nwhite > 0 && store_set_contains(r, STORE_WHITELIST, t, id, from) != 1) return REASON_NOT_IN_WHITELIST;
+    if (store_set_contains(r, STORE_SUBSCRIBERS, t, id, from) != 1)
+        return (has_info || set_nonempty(r, STORE_SUBSCRIBERS, t, id)) ? REASON_SUBSCRIBER_NOT_EXIST
+                                                                       : REASON_CHANNEL_NOT_EXIST;
+    if (set_nonempty(r, STORE_WHITELIST, t, id) && store_set_contains(r, STORE_WHITELIST, t, id, from) != 1)
+        return REASON_NOT_IN_WHITELIST;
     return REASON_SUCCESS;
 }
 
@@ -208,10 +220,8 @@ static uint8_t check_send(const chan_send *s) {
     } else if (reason == REASON_SUCCESS && !is_public_type(t)) {
         if (!s->from_api) {
             reason = check_member(r, s, has_info);
-        } else if (!has_info) {
-            uint64_t n = 0;
-            store_set_count(r, STORE_SUBSCRIBERS, t, s->f.channel_id, &n);
-            if (n == 0) reason = REASON_CHANNEL_NOT_EXIST;
+        } else if (!has_info && !set_nonempty(r, STORE_SUBSCRIBERS, t, s->f.channel_id)) {
+            reason = REASON_CHANNEL_NOT_EXIST;
         }
     }
     store_rtxn_end(r);
@@ -347,7 +357,12 @@ static void do_committed(worker *w, void *arg) {
     } else {
         LOG_ERROR("channel", "store append failed for seq %llu: %s", (unsigned long long)m->f.seq,
                   mp_strerror(op->status));
-        c->seq_loaded = 0; /* re-read the durable last seq before the next send */
+        /* The writer is FIFO and append checks seq == last + 1, so every op of this epoch
+         * queued behind this one fails too: rewind once, to just before the first failure. */
+        if (op->epoch == c->epoch) {
+            c->epoch++;
+            c->last_seq = m->f.seq - 1;
+        }
         reply(&op->r, REASON_SYSTEM_ERROR, m->f.message_id, 0);
         for (send_op *d = op->dups; d; d = d->next_dup) reply(&d->r, REASON_SYSTEM_ERROR, m->f.message_id, 0);
     }
@@ -431,6 +446,7 @@ static void do_send(worker *w, void *arg) {
         return;
     }
     s->f.seq = ++c->last_seq;
+    op->epoch = c->epoch;
     op->m = msg_new(&s->f);
     op->owner = w->index;
     if (key.len) map_put(c->inflight, key.data, key.len, op);

@@ -43,8 +43,8 @@ int im_valid_id(mp_str id) {
     if (id.len == 0 || id.len > IM_MAX_ID_LEN) return 0;
     int blank = 1;
     for (uint32_t i = 0; i < id.len; i++) {
-        char ch = id.p[i];
-        if (ch == '@' || ch == '#' || ch == '&') return 0;
+        unsigned char ch = (unsigned char)id.p[i];
+        if (ch == '@' || ch == '#' || ch == '&' || ch < 0x20 || ch == 0x7F) return 0; /* no control chars */
         if (ch != ' ' && ch != '\t') blank = 0;
     }
     return !blank;

@@ -87,8 +87,8 @@ mp_str im_stored_channel_id(uint8_t channel_type, mp_str channel_id, mp_str view
 #define IM_MAX_ID_LEN 128
 #define IM_MAX_CLIENT_MSG_NO_LEN 200
 
-/* Id rules shared by API and CONNECT: non-blank, at most IM_MAX_ID_LEN bytes, and no
- * '@', '#', '&'. */
+/* Id rules shared by API and CONNECT: non-blank, at most IM_MAX_ID_LEN bytes, no '@',
+ * '#', '&' and no control characters (ids are also used as C strings). */
 int im_valid_id(mp_str id);
 
 #endif

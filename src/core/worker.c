@@ -25,6 +25,7 @@ typedef struct inbox {
     size_t cap, head, count;
     item_list overflow[MP_MAX_WORKERS]; /* items this worker could not yet post to dst */
     size_t overflow_total;
+    uint64_t blocked; /* under mu: workers that found this ring full and hold overflow for it */
 } inbox;
 
 static worker *g_workers[MP_MAX_WORKERS];
@@ -52,11 +53,14 @@ static void list_push(item_list *l, item it) {
     l->v[l->head + l->len++] = it;
 }
 
-/* Try to put one item in dst's ring; 1 on success. Caller holds no lock. */
+/* Try to put one item in dst's ring; 1 on success. Caller holds no lock. A worker that
+ * finds the ring full (wait == 0) registers itself, under the same lock, so the consumer
+ * wakes it after draining: its prepare handle then retries the overflow. */
 static int ring_try_push(inbox *ib, item it, int wait) {
     pthread_mutex_lock(&ib->mu);
     while (ib->count == ib->cap) {
         if (!wait) {
+            if (t_current) ib->blocked |= 1ull << t_current->index;
             pthread_mutex_unlock(&ib->mu);
             return 0;
         }
@@ -123,8 +127,12 @@ static void on_wake(uv_async_t *h) {
             ib->count--;
         }
         if (n) pthread_cond_broadcast(&ib->room);
+        uint64_t blocked = n ? ib->blocked : 0;
+        if (n) ib->blocked = 0;
         size_t left = ib->count;
         pthread_mutex_unlock(&ib->mu);
+        for (int p = 0; blocked; p++, blocked >>= 1)
+            if (blocked & 1) uv_async_send(&g_workers[p]->wake);
         for (size_t i = 0; i < n; i++) batch[i].fn(w, batch[i].arg);
         if (left == 0) return;
     }
@@ -134,6 +142,8 @@ static void on_wake(uv_async_t *h) {
 int workers_init(int n, uint32_t capacity) {
     MP_ASSERT(n >= 1 && n <= MP_MAX_WORKERS);
     g_nworkers = n;
+    atomic_store(&g_stopping, 0);
+    g_stop_fn = NULL;
     for (int i = 0; i < n; i++) {
         worker *w = mp_calloc(1, sizeof *w);
         inbox *ib = mp_calloc(1, sizeof *ib);
@@ -182,10 +192,7 @@ static void close_own_handles(worker *w, void *arg) {
 
 void workers_stop(worker_fn stop_fn) {
     g_stop_fn = stop_fn;
-    for (int i = 0; i < g_nworkers; i++) {
-        ring_try_push(g_workers[i]->inbox, (item){close_own_handles, NULL}, 1);
-        uv_async_send(&g_workers[i]->wake);
-    }
+    for (int i = 0; i < g_nworkers; i++) worker_post(i, close_own_handles, NULL);
     atomic_store(&g_stopping, 1);
 }
 

@@ -17,6 +17,7 @@
 #define READ_BUF_SIZE (64 * 1024)
 #define SWEEP_MS 250
 #define IDLE_BUF_KEEP 4096 /* buffers larger than this are freed when empty */
+#define CLOSE_LINGER_MS 5000 /* a graceful close that cannot flush by then is aborted */
 
 struct conn_mgr {
     mp_map *by_id;
@@ -35,6 +36,7 @@ static atomic_uint g_total_conns;
 
 static void conn_really_close(conn *c);
 static void conn_flush(conn *c);
+static int out_would_overflow(conn *c, size_t n);
 
 /* ---- listeners ------------------------------------------------------------------- */
 
@@ -179,6 +181,7 @@ static ssize_t ws_input(conn *c, uint8_t *p, size_t n) {
             if (rc != MP_OK) return rc;
             break;
         case WS_OP_PING: {
+            if (out_would_overflow(c, (size_t)f.payload_len + 2)) return MP_ETOOBIG;
             uint8_t hdr[10];
             size_t hl = ws_frame_header(WS_OP_PONG, f.payload_len, hdr);
             mp_buf_append(&c->out, hdr, hl);
@@ -187,6 +190,7 @@ static ssize_t ws_input(conn *c, uint8_t *p, size_t n) {
             break;
         }
         case WS_OP_CLOSE: {
+            if (out_would_overflow(c, 4)) return MP_ETOOBIG;
             uint8_t hdr[10];
             size_t hl = ws_frame_header(WS_OP_CLOSE, f.payload_len >= 2 ? 2 : 0, hdr);
             mp_buf_append(&c->out, hdr, hl);
@@ -307,15 +311,20 @@ static void mark_dirty(conn *c) {
     m->dirty_head = c;
 }
 
+/* Over outBufferLimit (a client that does not read): drop the output and abort the
+ * connection; 1 if so. */
+static int out_would_overflow(conn *c, size_t n) {
+    if (c->out.len + c->wbuf.len + n <= g_cfg->out_buffer_limit) return 0;
+    LOG_WARN("net", "conn=%llu uid=%s output over outBufferLimit=%llu: closing slow client",
+             (unsigned long long)c->id, c->uid ? c->uid : "", (unsigned long long)g_cfg->out_buffer_limit);
+    c->out.len = 0;
+    conn_really_close(c);
+    return 1;
+}
+
 void conn_write_packet(conn *c, const uint8_t *p, size_t n) {
     if (c->state == CONN_CLOSING && uv_is_closing((uv_handle_t *)&c->tcp)) return;
-    if (c->out.len + c->wbuf.len + n > g_cfg->out_buffer_limit) {
-        LOG_WARN("net", "conn=%llu uid=%s output over outBufferLimit=%llu: closing slow client",
-                 (unsigned long long)c->id, c->uid ? c->uid : "", (unsigned long long)g_cfg->out_buffer_limit);
-        c->out.len = 0;
-        conn_really_close(c);
-        return;
-    }
+    if (out_would_overflow(c, n + 10)) return;
     if (c->is_ws) {
         uint8_t hdr[10];
         size_t hl = ws_frame_header(WS_OP_BINARY, n, hdr);
@@ -389,6 +398,7 @@ void conn_close(conn *c, const char *why) {
     if (c->state == CONN_CLOSING) return;
     LOG_DEBUG("net", "conn=%llu closing: %s", (unsigned long long)c->id, why);
     c->state = CONN_CLOSING;
+    c->closing_since_ms = mp_mono_ms();
     uv_read_stop((uv_stream_t *)&c->tcp);
     conn_flush(c);
 }
@@ -405,7 +415,10 @@ static int sweep_one(void *ctx, const void *key, size_t klen, void *val) {
     (void)klen;
     uint64_t now = *(uint64_t *)ctx;
     conn *c = val;
-    if (c->state == CONN_CLOSING) return 0;
+    if (c->state == CONN_CLOSING) {
+        if (c->closing_since_ms && now - c->closing_since_ms >= CLOSE_LINGER_MS) conn_really_close(c);
+        return 0;
+    }
     if (c->close_at_ms && now >= c->close_at_ms) {
         conn_close(c, "kicked");
         return 0;

@@ -38,7 +38,7 @@ typedef struct conn {
     mp_buf out;        /* queued output */
     mp_buf wbuf;       /* output being written */
     uv_write_t wreq;
-    uint64_t created_ms, last_recv_ms, close_at_ms;
+    uint64_t created_ms, last_recv_ms, close_at_ms, closing_since_ms;
     char ip[64];
     int port;
     /* session state (session.c) */
