@@ -277,12 +277,8 @@ static int conv_sync_read(const conv_sync_req *q, json_t *out) {
 }
 
 void api_conversation_sync(api_req *r) {
-    char err[200];
-    json_t *root = ju_parse(api_req_body(r), 1, err, sizeof err);
-    if (!root) {
-        api_reply_error(r, 400, "%s", err);
-        return;
-    }
+    json_t *root = api_parse_object(r);
+    if (!root) return;
     ju j;
     ju_init(&j, root);
     conv_sync_req q;

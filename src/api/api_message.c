@@ -96,12 +96,8 @@ static void send_parse(ju *j, im_send_req *q, mp_buf *payload) {
 }
 
 void api_message_send(api_req *r) {
-    char err[200];
-    json_t *root = ju_parse(api_req_body(r), 1, err, sizeof err);
-    if (!root) {
-        api_reply_error(r, 400, "%s", err);
-        return;
-    }
+    json_t *root = api_parse_object(r);
+    if (!root) return;
     ju j;
     ju_init(&j, root);
     im_send_req q = {0};
@@ -183,12 +179,8 @@ static int sync_read(uint8_t type, mp_str id, uint64_t s, uint64_t e, int64_t mo
 }
 
 void api_channel_messagesync(api_req *r) {
-    char err[200];
-    json_t *root = ju_parse(api_req_body(r), 1, err, sizeof err);
-    if (!root) {
-        api_reply_error(r, 400, "%s", err);
-        return;
-    }
+    json_t *root = api_parse_object(r);
+    if (!root) return;
     ju j;
     ju_init(&j, root);
     mp_str login = ju_str(&j, "login_uid");

@@ -33,6 +33,10 @@ void api_reply_json(api_req *r, int status, json_t *body); /* takes the referenc
 void api_reply_ok(api_req *r);                              /* 200 {"status":200} */
 /* {"msg":..., "status":status} with HTTP status `status`. */
 void api_reply_error(api_req *r, int status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* Parse the body as a JSON object; on failure answer 400 with the parser's message and
+ * return NULL. The caller owns the returned reference (json_decref). */
+struct json_t;
+struct json_t *api_parse_object(api_req *r);
 void api_reply_text(api_req *r, int status, const char *content_type, mp_str body);
 void api_reply_empty(api_req *r, int status);
 

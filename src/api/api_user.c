@@ -34,12 +34,8 @@ static void token_done(void *ctx, const im_result *res) {
 }
 
 void api_user_token(api_req *r) {
-    char err[200];
-    json_t *root = ju_parse(api_req_body(r), 1, err, sizeof err);
-    if (!root) {
-        api_reply_error(r, 400, "%s", err);
-        return;
-    }
+    json_t *root = api_parse_object(r);
+    if (!root) return;
     ju j;
     ju_init(&j, root);
     mp_str uid = ju_str(&j, "uid");
@@ -70,12 +66,8 @@ void api_user_token(api_req *r) {
 /* POST /user/device_quit: clear the device token(s) and kick the device's connections.
  * device_flag -1 means APP, WEB and PC; omitted means 0 (APP), as WuKongIM does. */
 void api_user_device_quit(api_req *r) {
-    char err[200];
-    json_t *root = ju_parse(api_req_body(r), 1, err, sizeof err);
-    if (!root) {
-        api_reply_error(r, 400, "%s", err);
-        return;
-    }
+    json_t *root = api_parse_object(r);
+    if (!root) return;
     ju j;
     ju_init(&j, root);
     mp_str uid = ju_str(&j, "uid");

@@ -214,6 +214,13 @@ void api_reply_error(api_req *r, int status, const char *fmt, ...) {
     api_reply_json(r, status, o);
 }
 
+json_t *api_parse_object(api_req *r) {
+    char err[200];
+    json_t *root = ju_parse(api_req_body(r), 1, err, sizeof err);
+    if (!root) api_reply_error(r, 400, "%s", err);
+    return root;
+}
+
 void api_reply_text(api_req *r, int status, const char *content_type, mp_str body) {
     send_answer(r, status, content_type, body.p, body.len, 1);
 }
