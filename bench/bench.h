@@ -131,7 +131,8 @@ struct bench_ctx {
     uint32_t nconns;
     bthread *threads;
     _Atomic int phase;           /* enum bench_phase */
-    uint64_t meas_start_ns, meas_end_ns; /* monotonic; written before PH_RUN */
+    uint64_t meas_start_ns;      /* monotonic; written before PH_RUN */
+    _Atomic uint64_t meas_end_ns; /* monotonic; set before PH_RUN, lowered if the run stops early */
 };
 
 /* Set bit i (growing the map); returns the bit's previous value. */

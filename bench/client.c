@@ -44,7 +44,8 @@ static void add(_Atomic uint64_t *a, int64_t d) { atomic_fetch_add_explicit(a, (
 
 /* The acquire load of the phase makes main's window bounds visible to this thread. */
 static int in_window(bthread *th, uint64_t mono) {
-    return phase_of(th) >= PH_RUN && mono >= th->ctx->meas_start_ns && mono < th->ctx->meas_end_ns;
+    return phase_of(th) >= PH_RUN && mono >= th->ctx->meas_start_ns &&
+           mono < atomic_load_explicit(&th->ctx->meas_end_ns, memory_order_relaxed);
 }
 
 static int budget_left(bthread *th) { return th->printed++ < LOG_BUDGET; }

@@ -326,10 +326,11 @@ int main(int argc, char **argv) {
     if (plan_setup(&ctx) != MP_OK) return 2;
 
     /* Connect. */
+    uint64_t t_conn0 = bench_mono_ns();
     if (client_threads_start(&ctx) != MP_OK) return 2;
     const char *stop = NULL;
     while (SUM(&ctx, a_settled) < ctx.nconns && !(stop = stop_reason(soft_deadline))) sleep_ns(POLL_NS);
-    r.connect_s = secs(bench_mono_ns() - t_begin);
+    r.connect_s = secs(bench_mono_ns() - t_conn0);
     uint32_t ready = 0;
     for (uint32_t i = 0; i < ctx.nconns; i++) ready += atomic_load(&ctx.conns[i].state) == BC_READY;
     fprintf(stderr, "magpie-bench: %u of %u connections ready after %.2f s\n", ready, ctx.nconns, r.connect_s);
@@ -348,7 +349,7 @@ int main(int argc, char **argv) {
     if (!stop && ready) {
         uint64_t now = bench_mono_ns();
         ctx.meas_start_ns = now + (uint64_t)(o->warmup * 1e9);
-        ctx.meas_end_ns = ctx.meas_start_ns + (uint64_t)(o->duration * 1e9);
+        atomic_store(&ctx.meas_end_ns, ctx.meas_start_ns + (uint64_t)(o->duration * 1e9));
         atomic_store(&ctx.phase, PH_RUN);
         client_threads_wake(&ctx);
         while (bench_mono_ns() < ctx.meas_start_ns && !(stop = stop_reason(soft_deadline))) sleep_ns(POLL_NS);
@@ -357,7 +358,7 @@ int main(int argc, char **argv) {
         self0 = self_cpu_ns();
         uint64_t next_progress = t_meas0 + 1000000000ull, last_acked = SUM(&ctx, a_acked);
         uint64_t last_deliv = SUM(&ctx, a_distinct);
-        while (!stop && bench_mono_ns() < ctx.meas_end_ns && !(stop = stop_reason(soft_deadline))) {
+        while (!stop && bench_mono_ns() < atomic_load(&ctx.meas_end_ns) && !(stop = stop_reason(soft_deadline))) {
             sleep_ns(POLL_NS);
             if (bench_mono_ns() >= next_progress) {
                 uint64_t a = SUM(&ctx, a_acked), d = SUM(&ctx, a_distinct);
@@ -370,23 +371,25 @@ int main(int argc, char **argv) {
             }
         }
         t_meas1 = bench_mono_ns();
+        if (t_meas1 < atomic_load(&ctx.meas_end_ns)) atomic_store(&ctx.meas_end_ns, t_meas1); /* stopped early */
         uint64_t cpu1 = 0, self1 = self_cpu_ns();
         if (r.server_pid > 0 && procfs_cpu_ticks(r.server_pid, &cpu1) == MP_OK)
             r.server_cpu_pct = 100.0 * ((double)(cpu1 - cpu0) / (double)sysconf(_SC_CLK_TCK)) / secs(t_meas1 - t_meas0);
         r.bench_cpu_pct = 100.0 * secs(self1 - self0) / secs(t_meas1 - t_meas0);
         if (r.server_pid > 0) procfs_rss_kib(r.server_pid, &r.rss_kib, &r.rss_peak_kib, &r.rss_anon_kib);
 
-        /* Drain: no new SENDs; wait for the acks and deliveries still owed. */
+        /* Drain: no new SENDs; wait for the acks and deliveries still owed (also after an
+         * interrupt, so the figures stay exact; a second signal exits at once). */
         atomic_store(&ctx.phase, PH_DRAIN);
         client_threads_wake(&ctx);
-        uint64_t drain_end = t_meas1 + (uint64_t)(o->drain * 1e9);
-        while (!stop && bench_mono_ns() < drain_end && !(stop = stop_reason(soft_deadline))) {
+        uint64_t drain_end = MP_MIN(t_meas1 + (uint64_t)(o->drain * 1e9), soft_deadline);
+        while (bench_mono_ns() < drain_end) {
             if (SUM(&ctx, a_inflight) == 0 && SUM(&ctx, a_distinct) >= SUM(&ctx, a_expected)) break;
             sleep_ns(POLL_NS);
         }
         r.drain_s = secs(bench_mono_ns() - t_meas1);
     }
-    r.measured_s = t_meas1 > t_meas0 ? secs(MP_MIN(t_meas1, ctx.meas_end_ns) - t_meas0) : 0;
+    r.measured_s = t_meas1 > t_meas0 && t_meas0 >= ctx.meas_start_ns ? secs(t_meas1 - t_meas0) : 0;
     if (!ready && !stop) stop = "no connection could be established";
     r.aborted = stop;
 
