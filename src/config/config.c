@@ -104,8 +104,6 @@ static const opt options[] = {
      "Largest accepted HTTP request body."},
     {"queueCapacity", OPT_U32, F(queue_capacity), "65536", 16, 1u << 24, NULL,
      "Capacity, in messages, of each worker's inbox queue."},
-    {"channel.largeThreshold", OPT_U32, F(large_group_threshold), "1000", 1, UINT32_MAX, NULL,
-     "Groups with more subscribers than this use read diffusion for unread counts."},
     /* RECV re-delivery */
     {"messageRetry.interval", OPT_DURATION, F(retry_interval_ms), "60s", 1, UINT32_MAX, NULL,
      "Resend a RECV that has not been acknowledged (RECVACK) after this long."},

@@ -35,7 +35,6 @@ typedef struct mp_config {
     uint64_t out_buffer_limit;   /* outBufferLimit default 8MiB per connection */
     uint32_t http_body_limit;    /* httpBodyLimit default 8MiB */
     uint32_t queue_capacity;     /* queueCapacity default 65536 messages per worker inbox */
-    uint32_t large_group_threshold; /* channel.largeThreshold default 1000 subscribers */
     /* RECV re-delivery */
     uint32_t retry_interval_ms;  /* messageRetry.interval default 60s */
     uint32_t retry_scan_ms;      /* messageRetry.scanInterval default 5s */

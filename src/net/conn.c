@@ -25,6 +25,7 @@ struct conn_mgr {
     uv_tcp_t tcp_listener, ws_listener;
     int have_tcp, have_ws;
     uv_timer_t sweep;
+    uint64_t last_retry_scan_ms;
     uv_check_t flush;
     conn *dirty_head;
     char read_buf[READ_BUF_SIZE];
@@ -410,10 +411,16 @@ void conn_close_after(conn *c, uint32_t delay_ms) {
 
 /* ---- timers ------------------------------------------------------------------------- */
 
+typedef struct sweep_ctx {
+    uint64_t now;
+    int retries; /* messageRetry.scanInterval has elapsed: look at unacknowledged RECVs */
+} sweep_ctx;
+
 static int sweep_one(void *ctx, const void *key, size_t klen, void *val) {
     (void)key;
     (void)klen;
-    uint64_t now = *(uint64_t *)ctx;
+    const sweep_ctx *sc = ctx;
+    uint64_t now = sc->now;
     conn *c = val;
     if (c->state == CONN_CLOSING) {
         if (c->closing_since_ms && now - c->closing_since_ms >= CLOSE_LINGER_MS) conn_really_close(c);
@@ -432,14 +439,18 @@ static int sweep_one(void *ctx, const void *key, size_t klen, void *val) {
         conn_close(c, "idle timeout");
         return 0;
     }
-    if (c->state == CONN_READY) session_sweep(c, now);
+    if (c->state == CONN_READY && sc->retries) session_sweep(c, now);
     return 0;
 }
 
 static void on_sweep(uv_timer_t *t) {
     struct conn_mgr *m = t->data;
-    uint64_t now = mp_mono_ms();
-    map_foreach(m->by_id, sweep_one, &now);
+    sweep_ctx sc = {mp_mono_ms(), 0};
+    if (sc.now - m->last_retry_scan_ms >= g_cfg->retry_scan_ms) {
+        sc.retries = 1;
+        m->last_retry_scan_ms = sc.now;
+    }
+    map_foreach(m->by_id, sweep_one, &sc);
 }
 
 /* ---- worker setup ------------------------------------------------------------------- */
@@ -451,7 +462,8 @@ int net_worker_start(worker *w, const mp_config *cfg) {
     w->conns = m;
     uv_timer_init(&w->loop, &m->sweep);
     m->sweep.data = m;
-    uv_timer_start(&m->sweep, on_sweep, SWEEP_MS, SWEEP_MS);
+    uint64_t period = MP_MIN(SWEEP_MS, cfg->retry_scan_ms); /* timeouts, kicks and retry scans */
+    uv_timer_start(&m->sweep, on_sweep, period, period);
     uv_check_init(&w->loop, &m->flush);
     m->flush.data = m;
     uv_check_start(&m->flush, on_flush_check);

@@ -93,7 +93,6 @@ static void test_defaults(void **state) {
     assert_true(c.out_buffer_limit == 8ull << 20);
     assert_int_equal(c.http_body_limit, 8u << 20);
     assert_int_equal(c.queue_capacity, 65536);
-    assert_int_equal(c.large_group_threshold, 1000);
     assert_int_equal(c.retry_interval_ms, 60000);
     assert_int_equal(c.retry_scan_ms, 5000);
     assert_int_equal(c.retry_max_count, 5);
@@ -387,7 +386,7 @@ static void test_env_names_and_override(void **state) {
     setenv("MAGPIE_LOGGER_LEVEL", "1", 1);
     setenv("MAGPIE_EXTERNAL_TCP_ADDR", "203.0.113.1:5100", 1);
     setenv("MAGPIE_WHITELIST_OFF_OF_PERSON", "off", 1);
-    setenv("MAGPIE_CHANNEL_LARGE_THRESHOLD", "50", 1);
+    setenv("MAGPIE_MESSAGE_RETRY_MAX_COUNT", "50", 1);
     setenv("MAGPIE_NODE_ID", "7", 1);
     setenv("MAGPIE_SPEC_DIR", "/not/an/option", 1); /* unrelated MAGPIE_ variables are ignored */
     mp_config c;
@@ -403,7 +402,7 @@ static void test_env_names_and_override(void **state) {
     assert_int_equal(c.log_level, 1);
     assert_string_equal(c.external_tcp_addr, "203.0.113.1:5100");
     assert_int_equal(c.whitelist_off_of_person, 0);
-    assert_int_equal(c.large_group_threshold, 50);
+    assert_int_equal(c.retry_max_count, 50);
     assert_int_equal(c.node_id, 7);
     config_free(&c);
 
