@@ -22,8 +22,12 @@ static pthread_key_t g_tls_key;
 static EVP_CIPHER *g_aes;
 static EVP_MD *g_md5;
 
+/* Per-thread contexts, bound to their algorithm once: later calls only set key and IV
+ * (a NULL cipher/digest), which spares OpenSSL re-creating its provider context, i.e.
+ * several allocations per message. enc serves payload encryption and msgKey alike. */
 typedef struct tls_ctx {
-    EVP_CIPHER_CTX *cipher;
+    EVP_CIPHER_CTX *enc;
+    EVP_CIPHER_CTX *dec;
     EVP_MD_CTX *md;
 } tls_ctx;
 
@@ -32,7 +36,8 @@ static _Thread_local tls_ctx *t_ctx;
 /* Runs at thread exit (pthread key destructor). */
 static void tls_free(void *p) {
     tls_ctx *t = p;
-    EVP_CIPHER_CTX_free(t->cipher);
+    EVP_CIPHER_CTX_free(t->enc);
+    EVP_CIPHER_CTX_free(t->dec);
     EVP_MD_CTX_free(t->md);
     free(t);
     t_ctx = NULL; /* a later call from another destructor on this thread starts afresh */
@@ -51,9 +56,14 @@ static tls_ctx *ctx_get(void) {
     if (t_ctx) return t_ctx;
     pthread_once(&g_once, init_once);
     tls_ctx *t = mp_calloc(1, sizeof(*t));
-    t->cipher = EVP_CIPHER_CTX_new();
+    t->enc = EVP_CIPHER_CTX_new();
+    t->dec = EVP_CIPHER_CTX_new();
     t->md = EVP_MD_CTX_new();
-    MP_ASSERT(t->cipher && t->md);
+    MP_ASSERT(t->enc && t->dec && t->md);
+    int ok = EVP_EncryptInit_ex2(t->enc, g_aes, NULL, NULL, NULL) == 1 &&
+             EVP_DecryptInit_ex2(t->dec, g_aes, NULL, NULL, NULL) == 1 &&
+             EVP_CIPHER_CTX_set_padding(t->dec, 0) == 1 && EVP_DigestInit_ex(t->md, g_md5, NULL) == 1;
+    MP_ASSERT(ok);
     int rc = pthread_setspecific(g_tls_key, t);
     MP_ASSERT(rc == 0);
     t_ctx = t;
@@ -149,7 +159,7 @@ void crypto_md5_hex(const uint8_t *in, size_t len, char out[32]) {
     tls_ctx *t = ctx_get();
     uint8_t md[16];
     unsigned int mdlen = 0;
-    int ok = EVP_DigestInit_ex(t->md, g_md5, NULL) == 1 && EVP_DigestUpdate(t->md, in, len) == 1 &&
+    int ok = EVP_DigestInit_ex(t->md, NULL, NULL) == 1 && EVP_DigestUpdate(t->md, in, len) == 1 &&
              EVP_DigestFinal_ex(t->md, md, &mdlen) == 1 && mdlen == 16;
     MP_ASSERT(ok); /* MD5 over memory cannot fail once the algorithm is available */
     hex_lower(md, 16, out);
@@ -259,10 +269,9 @@ int crypto_encrypt_b64(const crypto_keys *k, const uint8_t *plain, size_t len, m
     char *txt = (char *)out->data + out->len;
     uint8_t *ct = out->data + out->len + txt_len;
     int n1 = 0, n2 = 0;
-    if (EVP_EncryptInit_ex2(t->cipher, g_aes, k->aes_key, k->iv, NULL) != 1 ||
-        EVP_CIPHER_CTX_set_padding(t->cipher, 1) != 1 ||
-        EVP_EncryptUpdate(t->cipher, ct, &n1, plain, (int)len) != 1 ||
-        EVP_EncryptFinal_ex(t->cipher, ct + n1, &n2) != 1 || (size_t)(n1 + n2) != ct_len)
+    if (EVP_EncryptInit_ex2(t->enc, NULL, k->aes_key, k->iv, NULL) != 1 ||
+        EVP_EncryptUpdate(t->enc, ct, &n1, plain, (int)len) != 1 ||
+        EVP_EncryptFinal_ex(t->enc, ct + n1, &n2) != 1 || (size_t)(n1 + n2) != ct_len)
         return MP_ECRYPTO;
     out->len += b64_enc(ct, ct_len, txt);
     return MP_OK;
@@ -278,10 +287,9 @@ int crypto_decrypt_b64(const crypto_keys *k, const char *b64, size_t len, mp_buf
     if (n <= 0 || n % 16) return MP_ECRYPTO;
     /* Decrypt in place (exact overlap is allowed for CBC) and check PKCS#7 ourselves. */
     int n1 = 0, n2 = 0;
-    if (EVP_DecryptInit_ex2(t->cipher, g_aes, k->aes_key, k->iv, NULL) != 1 ||
-        EVP_CIPHER_CTX_set_padding(t->cipher, 0) != 1 ||
-        EVP_DecryptUpdate(t->cipher, buf, &n1, buf, (int)n) != 1 ||
-        EVP_DecryptFinal_ex(t->cipher, buf + n1, &n2) != 1 || n1 + n2 != n)
+    if (EVP_DecryptInit_ex2(t->dec, NULL, k->aes_key, k->iv, NULL) != 1 ||
+        EVP_DecryptUpdate(t->dec, buf, &n1, buf, (int)n) != 1 ||
+        EVP_DecryptFinal_ex(t->dec, buf + n1, &n2) != 1 || n1 + n2 != n)
         return MP_ECRYPTO;
     uint8_t pad = buf[n - 1];
     uint8_t bad = pad == 0 || pad > 16;
@@ -315,8 +323,8 @@ static void mk_flush(mk_stream *s, int final) {
 static void mk_begin(mk_stream *s, const crypto_keys *k) {
     s->t = ctx_get();
     s->ct_len = 0;
-    s->err = EVP_EncryptInit_ex2(s->t->cipher, g_aes, k->aes_key, k->iv, NULL) != 1 ||
-             EVP_CIPHER_CTX_set_padding(s->t->cipher, 1) != 1 || EVP_DigestInit_ex(s->t->md, g_md5, NULL) != 1;
+    s->err = EVP_EncryptInit_ex2(s->t->enc, NULL, k->aes_key, k->iv, NULL) != 1 ||
+             EVP_DigestInit_ex(s->t->md, NULL, NULL) != 1;
 }
 
 static void mk_feed(mk_stream *s, const void *data, size_t len) {
@@ -324,7 +332,7 @@ static void mk_feed(mk_stream *s, const void *data, size_t len) {
     while (len && !s->err) {
         size_t chunk = MP_MIN(len, (size_t)1024);
         int n = 0;
-        if (EVP_EncryptUpdate(s->t->cipher, s->ct + s->ct_len, &n, p, (int)chunk) != 1) {
+        if (EVP_EncryptUpdate(s->t->enc, s->ct + s->ct_len, &n, p, (int)chunk) != 1) {
             s->err = 1;
             return;
         }
@@ -339,7 +347,7 @@ static void mk_feed_str(mk_stream *s, mp_str v) { mk_feed(s, v.p, v.len); }
 
 static int mk_end(mk_stream *s, char out[32]) {
     int n = 0;
-    if (!s->err && EVP_EncryptFinal_ex(s->t->cipher, s->ct + s->ct_len, &n) != 1) s->err = 1;
+    if (!s->err && EVP_EncryptFinal_ex(s->t->enc, s->ct + s->ct_len, &n) != 1) s->err = 1;
     if (s->err) return MP_ECRYPTO;
     s->ct_len += (size_t)n;
     mk_flush(s, 1);

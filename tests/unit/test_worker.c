@@ -174,18 +174,20 @@ static void test_foreign_posts(void **state) {
 
 /* A post to the current worker is queued, not run inline. */
 static atomic_int g_self_ran, g_self_inline, g_self_checked;
+static atomic_int g_self_ran_on[NW]; /* per worker: the other worker runs concurrently */
 
 static void self_target(worker *w, void *arg) {
     (void)arg;
     if (worker_current() != w) atomic_fetch_add(&g_wrong_thread, 1);
+    atomic_fetch_add(&g_self_ran_on[w->index], 1);
     atomic_fetch_add(&g_self_ran, 1);
 }
 
 static void self_poster(worker *w, void *arg) {
     (void)arg;
-    int before = atomic_load(&g_self_ran);
+    int before = atomic_load(&g_self_ran_on[w->index]);
     worker_post(w->index, self_target, NULL);
-    if (atomic_load(&g_self_ran) != before) atomic_fetch_add(&g_self_inline, 1);
+    if (atomic_load(&g_self_ran_on[w->index]) != before) atomic_fetch_add(&g_self_inline, 1);
     atomic_fetch_add(&g_self_checked, 1);
 }
 
