@@ -13,7 +13,10 @@
 #include "hist.h"
 #include "proto/crypto.h"
 
-enum bench_workload { WL_SEND, WL_FANOUT, WL_PERSON };
+enum bench_workload { WL_SEND, WL_FANOUT, WL_PERSON, WL_IDLE, WL_MIXED };
+
+/* Parts of the mixed workload (also used for per-part figures). */
+enum bench_part { PART_PERSON, PART_GROUPS, PART_BIG, PART_N };
 
 typedef struct bench_opts {
     int workload;
@@ -21,6 +24,10 @@ typedef struct bench_opts {
     char api[120];  /* --api http://host:port */
     double duration, warmup, drain;
     uint32_t groups, members, online, pairs, window, threads, sources, payload_size;
+    uint32_t conns;        /* idle: connections */
+    uint32_t group_size;   /* mixed: members of each small group */
+    double ping_interval;  /* seconds between PINGs on every connection */
+    double rate;           /* total SENDs per second across all senders; 0 = closed loop */
     int token_auth;
     int json;
     int server_pid; /* 0 = none, -1 = auto */
@@ -61,6 +68,7 @@ typedef struct bconn {
     uint8_t alive_at_end;        /* READY when the load stopped: counted for losses */
     uint8_t counted;             /* receiver: READY when the load started (main sets it) */
     uint8_t chan_type;           /* sender: where it sends */
+    uint8_t part;                /* enum bench_part (mixed; PART_PERSON otherwise) */
     char uid[64];
     char chan_id[64];            /* sender: target channel (the peer uid for person) */
     uint8_t is_sender;
@@ -91,6 +99,10 @@ typedef struct bstats {
     hist sendack;                /* SEND -> SENDACK, ns */
     hist e2e;                    /* payload ts_ns -> RECV, ns */
     hist connect;                /* connect start -> CONNACK, ns */
+    uint64_t pings, pongs;
+    /* per part (mixed) */
+    uint64_t part_acked_in_win[PART_N], part_delivered_in_win[PART_N];
+    hist part_sendack[PART_N], part_e2e[PART_N];
 } bstats;
 
 typedef struct bench_ctx bench_ctx;
@@ -114,6 +126,12 @@ typedef struct bthread {
     int seen_phase;
     int printed;                 /* error lines printed so far */
     uint64_t last_ping_ns;
+    /* --rate: token bucket refilled by rate_timer */
+    uv_timer_t rate_timer;
+    double tokens, rate_per_ns;
+    uint64_t rate_last_ns;
+    bconn **senders;
+    uint32_t nsenders, rate_cursor;
     bstats st;
     /* read by the main thread while the loop runs */
     _Atomic uint64_t a_settled;  /* connect attempts finished (ok or failed) */

@@ -19,7 +19,8 @@
 #define PROTO_VERSION 5
 #define CONNECT_PARALLEL 128                 /* per thread: attempts awaiting CONNACK */
 #define HANDSHAKE_TIMEOUT_NS (10ull * 1000000000ull)
-#define PING_INTERVAL_NS (60ull * 1000000000ull)
+#define RATE_TICK_MS 1                       /* --rate: token bucket refill period */
+#define RATE_BURST_NS 20000000.0             /* --rate: at most 20 ms worth of tokens saved up */
 #define RBUF_SIZE (256 * 1024)
 #define LOG_BUDGET 10                        /* error lines printed per thread */
 
@@ -205,7 +206,39 @@ static void send_one(bconn *c) {
 
 static void fill_window(bconn *c) {
     if (!c->is_sender || state_of(c) != BC_READY) return;
-    while (c->inflight < c->th->ctx->o.window && phase_of(c->th) == PH_RUN) send_one(c);
+    bthread *th = c->th;
+    int paced = th->ctx->o.rate > 0;
+    while (c->inflight < th->ctx->o.window && phase_of(th) == PH_RUN) {
+        if (paced) {
+            if (th->tokens < 1) return; /* on_rate sends when tokens come */
+            th->tokens -= 1;
+        }
+        send_one(c);
+    }
+}
+
+/* --rate: add the tokens earned since the last tick and spend them round-robin on the
+ * senders that have room in their window. */
+static void on_rate(uv_timer_t *t) {
+    bthread *th = t->data;
+    uint64_t now = bench_mono_ns();
+    th->tokens += (double)(now - th->rate_last_ns) * th->rate_per_ns;
+    th->rate_last_ns = now;
+    double cap = MP_MAX(1.0, th->rate_per_ns * RATE_BURST_NS);
+    if (th->tokens > cap) th->tokens = cap;
+    if (phase_of(th) != PH_RUN || !th->nsenders) return;
+    uint32_t window = th->ctx->o.window, idle = 0;
+    while (th->tokens >= 1 && idle < th->nsenders) {
+        bconn *c = th->senders[th->rate_cursor];
+        th->rate_cursor = (th->rate_cursor + 1) % th->nsenders;
+        if (state_of(c) == BC_READY && c->inflight < window) {
+            th->tokens -= 1;
+            send_one(c);
+            idle = 0;
+        } else {
+            idle++;
+        }
+    }
 }
 
 /* ---- input ---------------------------------------------------------------------------- */
@@ -273,6 +306,8 @@ static void on_sendack(bconn *c, const proto_frame *f) {
         if (in_window(th, now)) {
             th->st.acked_in_win++;
             hist_record(&th->st.sendack, lat);
+            th->st.part_acked_in_win[c->part]++;
+            hist_record(&th->st.part_sendack[c->part], lat);
         }
     } else {
         th->st.ack_failed++;
@@ -345,6 +380,8 @@ static void on_recv(bconn *c, const proto_frame *f) {
                 uint64_t now_wall = bench_wall_ns();
                 th->st.delivered_in_win++;
                 hist_record(&th->st.e2e, now_wall > ts ? now_wall - ts : 0);
+                th->st.part_delivered_in_win[c->part]++;
+                hist_record(&th->st.part_e2e[c->part], now_wall > ts ? now_wall - ts : 0);
             }
         }
     }
@@ -369,7 +406,7 @@ static int on_frame(bconn *c, const proto_frame *f) {
     switch (f->type) {
     case PROTO_SENDACK: on_sendack(c, f); break;
     case PROTO_RECV: on_recv(c, f); break;
-    case PROTO_PONG: break;
+    case PROTO_PONG: c->th->st.pongs++; break;
     case PROTO_DISCONNECT: {
         proto_disconnect d = {0};
         proto_decode_disconnect(f->body, f->body_len, f->flags, &d);
@@ -528,12 +565,13 @@ static void on_tick(uv_timer_t *t) {
         }
         start_connects(th);
     }
-    if (now - th->last_ping_ns >= PING_INTERVAL_NS) { /* the server closes silent connections */
+    if (now - th->last_ping_ns >= (uint64_t)(th->ctx->o.ping_interval * 1e9)) { /* the server closes silent connections */
         th->last_ping_ns = now;
         for (uint32_t i = 0; i < th->n; i++) {
             bconn *c = th->conns[i];
             if (state_of(c) != BC_READY) continue;
             proto_encode_ping(&c->out);
+            th->st.pings++;
             mark_dirty(c);
         }
     }
@@ -554,6 +592,7 @@ static void on_wake(uv_async_t *a) {
         }
         uv_close((uv_handle_t *)&th->wake, NULL);
         uv_close((uv_handle_t *)&th->tick, NULL);
+        uv_close((uv_handle_t *)&th->rate_timer, NULL);
         uv_close((uv_handle_t *)&th->flush, NULL);
     }
 }
@@ -581,6 +620,11 @@ int client_threads_start(bench_ctx *ctx) {
         hist_init(&th->st.sendack);
         hist_init(&th->st.e2e);
         hist_init(&th->st.connect);
+        for (int p = 0; p < PART_N; p++) {
+            hist_init(&th->st.part_sendack[p]);
+            hist_init(&th->st.part_e2e[p]);
+        }
+        th->senders = mp_calloc(th->n ? th->n : 1, sizeof *th->senders);
         uint32_t k = 0;
         for (uint32_t i = t; i < ctx->nconns; i += nt) {
             bconn *c = &ctx->conns[i];
@@ -588,6 +632,7 @@ int client_threads_start(bench_ctx *ctx) {
             if (c->is_sender) c->slots = mp_calloc(ctx->o.window, sizeof *c->slots);
             c->next_seq = 1;
             th->conns[k++] = c;
+            if (c->is_sender) th->senders[th->nsenders++] = c;
         }
         MP_ASSERT(k == th->n);
         uv_loop_init(&th->loop);
@@ -599,6 +644,13 @@ int client_threads_start(bench_ctx *ctx) {
         uv_prepare_init(&th->loop, &th->flush);
         th->flush.data = th;
         uv_prepare_start(&th->flush, on_flush);
+        uv_timer_init(&th->loop, &th->rate_timer);
+        th->rate_timer.data = th;
+        if (ctx->o.rate > 0) {
+            th->rate_per_ns = ctx->o.rate / nt / 1e9;
+            th->rate_last_ns = bench_mono_ns();
+            uv_timer_start(&th->rate_timer, on_rate, RATE_TICK_MS, RATE_TICK_MS);
+        }
     }
     for (uint32_t t = 0; t < nt; t++) {
         if (pthread_create(&ctx->threads[t].tid, NULL, thread_main, &ctx->threads[t]) != 0) {
@@ -621,6 +673,8 @@ void client_threads_join(bench_ctx *ctx) {
         free(th->rbuf);
         free(th->dirty);
         free(th->conns);
+        free(th->senders);
+        th->senders = NULL;
         mp_buf_free(&th->plain);
         mp_buf_free(&th->enc);
         th->rbuf = NULL;

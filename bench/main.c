@@ -28,15 +28,20 @@ static uint64_t g_hard_deadline_ns; /* monotonic */
 
 static void usage(FILE *f) {
     fputs("usage: magpie-bench [options]\n"
-          "  --workload NAME     send | fanout | person (default send)\n"
+          "  --workload NAME     send | fanout | person | idle | mixed (default send)\n"
           "  --addr HOST:PORT    server's binary-protocol TCP address (default 127.0.0.1:5100)\n"
           "  --api URL           server's HTTP API for set-up (default http://127.0.0.1:5001)\n"
           "  --duration S        measured seconds (default 10), after --warmup S (default 1)\n"
           "  --drain S           max seconds to wait for outstanding acks/deliveries (default 2)\n"
-          "  --groups N          send: number of groups (default 100)\n"
-          "  --members N         send: members per group (default 100); fanout: group size (default 10000)\n"
-          "  --online N          fanout: receivers connected (default 5000; member 0 is the sender)\n"
-          "  --pairs N           person: sender/receiver pairs (default 1000)\n"
+          "  --groups N          send, mixed: number of groups (default 100)\n"
+          "  --members N         send: members per group (default 100); fanout, mixed: big group size (default 10000)\n"
+          "  --online N          fanout, mixed: big group receivers connected (default 5000 fanout, 500 mixed)\n"
+          "  --pairs N           person, mixed: sender/receiver pairs (default 1000)\n"
+          "  --group-size N      mixed: members of each small group (default 100)\n"
+          "  --conns N           idle: connections (default 10000)\n"
+          "  --ping-interval S   seconds between PINGs on each connection (default 30)\n"
+          "  --rate R            open loop: R SENDs/s in total across all senders, still within --window\n"
+          "                      (default 0 = closed loop, as fast as the window allows)\n"
           "  --window N          unacknowledged SENDs per sender (default 16)\n"
           "  --threads N         load threads, one libuv loop each (default 1)\n"
           "  --sources N         source addresses 127.0.0.1..127.0.0.N, cycled per connection (default 1)\n"
@@ -86,7 +91,8 @@ static void random_prefix(char *out) {
 
 static int parse_opts(int argc, char **argv, bench_opts *o) {
     enum { O_ADDR = 256, O_API, O_WORKLOAD, O_DURATION, O_WARMUP, O_DRAIN, O_GROUPS, O_MEMBERS, O_ONLINE, O_PAIRS,
-           O_WINDOW, O_THREADS, O_SOURCES, O_PAYLOAD, O_TOKEN, O_PREFIX, O_PID, O_JSON, O_HELP };
+           O_WINDOW, O_THREADS, O_SOURCES, O_PAYLOAD, O_TOKEN, O_PREFIX, O_PID, O_JSON, O_HELP, O_CONNS, O_PING,
+           O_RATE, O_GSIZE };
     static const struct option longs[] = {
         {"addr", required_argument, 0, O_ADDR},       {"api", required_argument, 0, O_API},
         {"workload", required_argument, 0, O_WORKLOAD}, {"duration", required_argument, 0, O_DURATION},
@@ -97,7 +103,9 @@ static int parse_opts(int argc, char **argv, bench_opts *o) {
         {"sources", required_argument, 0, O_SOURCES}, {"payload-size", required_argument, 0, O_PAYLOAD},
         {"token-auth", no_argument, 0, O_TOKEN},      {"prefix", required_argument, 0, O_PREFIX},
         {"server-pid", required_argument, 0, O_PID},  {"json", no_argument, 0, O_JSON},
-        {"help", no_argument, 0, O_HELP},             {0, 0, 0, 0},
+        {"help", no_argument, 0, O_HELP},             {"conns", required_argument, 0, O_CONNS},
+        {"ping-interval", required_argument, 0, O_PING}, {"rate", required_argument, 0, O_RATE},
+        {"group-size", required_argument, 0, O_GSIZE}, {0, 0, 0, 0},
     };
     memset(o, 0, sizeof *o);
     snprintf(o->addr, sizeof o->addr, "127.0.0.1:5100");
@@ -113,8 +121,11 @@ static int parse_opts(int argc, char **argv, bench_opts *o) {
     o->threads = 1;
     o->sources = 1;
     o->payload_size = 32;
+    o->conns = 10000;
+    o->group_size = 100;
+    o->ping_interval = 30;
     random_prefix(o->prefix);
-    int members_set = 0, opt, bad = 0;
+    int members_set = 0, online_set = 0, opt, bad = 0;
     while ((opt = getopt_long(argc, argv, "", longs, NULL)) != -1) {
         switch (opt) {
         case O_ADDR:
@@ -129,8 +140,10 @@ static int parse_opts(int argc, char **argv, bench_opts *o) {
             if (!strcmp(optarg, "send")) o->workload = WL_SEND;
             else if (!strcmp(optarg, "fanout")) o->workload = WL_FANOUT;
             else if (!strcmp(optarg, "person")) o->workload = WL_PERSON;
+            else if (!strcmp(optarg, "idle")) o->workload = WL_IDLE;
+            else if (!strcmp(optarg, "mixed")) o->workload = WL_MIXED;
             else {
-                fprintf(stderr, "--workload: send, fanout or person, not \"%s\"\n", optarg);
+                fprintf(stderr, "--workload: send, fanout, person, idle or mixed, not \"%s\"\n", optarg);
                 bad = 1;
             }
             break;
@@ -142,7 +155,22 @@ static int parse_opts(int argc, char **argv, bench_opts *o) {
             bad |= parse_u32("members", optarg, 1, 10000000, &o->members) != 0;
             members_set = 1;
             break;
-        case O_ONLINE: bad |= parse_u32("online", optarg, 1, 10000000, &o->online) != 0; break;
+        case O_ONLINE:
+            bad |= parse_u32("online", optarg, 1, 10000000, &o->online) != 0;
+            online_set = 1;
+            break;
+        case O_CONNS: bad |= parse_u32("conns", optarg, 1, 10000000, &o->conns) != 0; break;
+        case O_GSIZE: bad |= parse_u32("group-size", optarg, 1, 10000000, &o->group_size) != 0; break;
+        case O_PING: bad |= parse_secs("ping-interval", optarg, 0.1, &o->ping_interval) != 0; break;
+        case O_RATE: {
+            char *end;
+            o->rate = strtod(optarg, &end);
+            if (*end || end == optarg || !(o->rate >= 0) || o->rate > 1e8) {
+                fprintf(stderr, "--rate: want SENDs per second >= 0, got \"%s\"\n", optarg);
+                bad = 1;
+            }
+            break;
+        }
         case O_PAIRS: bad |= parse_u32("pairs", optarg, 1, 5000000, &o->pairs) != 0; break;
         case O_WINDOW: bad |= parse_u32("window", optarg, 1, 65536, &o->window) != 0; break;
         case O_THREADS: bad |= parse_u32("threads", optarg, 1, 256, &o->threads) != 0; break;
@@ -180,7 +208,9 @@ static int parse_opts(int argc, char **argv, bench_opts *o) {
         fprintf(stderr, "unexpected argument \"%s\"\n", argv[optind]);
         bad = 1;
     }
-    if (!members_set) o->members = o->workload == WL_FANOUT ? 10000 : 100;
+    if (!members_set) o->members = o->workload == WL_FANOUT || o->workload == WL_MIXED ? 10000 : 100;
+    if (!online_set && o->workload == WL_MIXED) o->online = 500;
+    if (o->rate > 0 && o->workload == WL_IDLE) fprintf(stderr, "magpie-bench: note: --rate has no effect on idle\n");
     if (bad) {
         usage(stderr);
         return -1;
@@ -247,16 +277,41 @@ static const char *stop_reason(uint64_t soft_deadline) {
     return NULL;
 }
 
-static void raise_fd_limit(uint32_t need) {
+/* The server's soft open-file limit from /proc/PID/limits, or 0. */
+static unsigned long long server_nofile(int pid) {
+    char path[64], line[256];
+    snprintf(path, sizeof path, "/proc/%d/limits", pid);
+    FILE *f = fopen(path, "r");
+    if (!f) return 0;
+    unsigned long long v = 0;
+    while (fgets(line, sizeof line, f))
+        if (!strncmp(line, "Max open files", 14)) v = strtoull(line + 14, NULL, 10);
+    fclose(f);
+    return v;
+}
+
+/* Raise the soft open-file limit to the hard limit; say clearly when either side is short. */
+static void raise_fd_limit(uint32_t need, int server_pid) {
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return;
+    unsigned long long soft0 = (unsigned long long)rl.rlim_cur;
     if (rl.rlim_cur < rl.rlim_max) {
         rl.rlim_cur = rl.rlim_max;
-        setrlimit(RLIMIT_NOFILE, &rl);
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0) getrlimit(RLIMIT_NOFILE, &rl);
     }
     if (rl.rlim_cur < (rlim_t)need + 64)
-        fprintf(stderr, "magpie-bench: warning: %u connections but the file limit is %llu (ulimit -n)\n", need,
-                (unsigned long long)rl.rlim_cur);
+        fprintf(stderr,
+                "magpie-bench: WARNING: %u connections need about %u file descriptors, but the open-file limit is "
+                "only %llu (soft %llu raised to the hard limit %llu). Connections beyond it will fail with EMFILE. "
+                "Raise the hard limit first, e.g. as root: ulimit -Hn %u; ulimit -n %u\n",
+                need, need + 64, (unsigned long long)rl.rlim_cur, soft0, (unsigned long long)rl.rlim_max, need + 1024,
+                need + 1024);
+    unsigned long long sv = server_pid > 0 ? server_nofile(server_pid) : 0;
+    if (sv && sv < (unsigned long long)need + 64)
+        fprintf(stderr,
+                "magpie-bench: WARNING: the server (pid %d) may open only %llu files, fewer than the %u connections; "
+                "start it with a higher ulimit -n\n",
+                server_pid, sv, need);
 }
 
 /* Losses and duplicates, from the bitmaps, once the threads are gone. */
@@ -273,6 +328,7 @@ static void account(bench_ctx *ctx, bench_result *r) {
             if (c->alive_at_end) {
                 r->expected += (uint64_t)__builtin_popcountll(acked);
                 r->lost += (uint64_t)__builtin_popcountll(acked & ~got);
+                r->part_lost[c->part] += (uint64_t)__builtin_popcountll(acked & ~got);
             }
         }
         if (c->counted && !c->alive_at_end) r->receivers_lost++;
@@ -316,11 +372,11 @@ int main(int argc, char **argv) {
         r.server_pid = procfs_find_magpie(atoi(colon + 1));
         if (!r.server_pid) fprintf(stderr, "magpie-bench: --server-pid auto: no process named magpie\n");
     }
-    uint64_t hwm, anon;
-    if (r.server_pid > 0) procfs_rss_kib(r.server_pid, &r.rss_before_kib, &hwm, &anon);
+    uint64_t hwm;
+    if (r.server_pid > 0) procfs_rss_kib(r.server_pid, &r.rss_before_kib, &hwm, &r.rss_anon_before_kib);
 
     if (plan_build(&ctx) != MP_OK) return 2;
-    raise_fd_limit(ctx.nconns);
+    raise_fd_limit(ctx.nconns, r.server_pid);
     fprintf(stderr, "magpie-bench: workload %s, prefix %s, %u connections\n", report_workload_name(o->workload),
             o->prefix, ctx.nconns);
     if (plan_setup(&ctx) != MP_OK) return 2;
@@ -342,6 +398,18 @@ int main(int argc, char **argv) {
             c->counted = 1;
             ctx.conns[c->expect_src].n_receivers++;
         }
+    }
+
+    /* idle: let the server settle for 2 s with every connection up, then sample its memory. */
+    if (o->workload == WL_IDLE && ready && !stop) {
+        uint64_t until = bench_mono_ns() + 2000000000ull;
+        while (bench_mono_ns() < until && !(stop = stop_reason(soft_deadline))) sleep_ns(POLL_NS);
+        if (r.server_pid > 0) procfs_rss_kib(r.server_pid, &r.idle_rss_kib, &hwm, &r.idle_anon_kib);
+        for (uint32_t i = 0; i < ctx.nconns; i++) r.idle_conns += atomic_load(&ctx.conns[i].state) == BC_READY;
+        if (r.server_pid > 0 && r.idle_conns)
+            fprintf(stderr, "magpie-bench: idle: %u connections, server RssAnon %.1f -> %.1f MiB (%.2f KiB each)\n",
+                    r.idle_conns, (double)r.rss_anon_before_kib / 1024, (double)r.idle_anon_kib / 1024,
+                    ((double)r.idle_anon_kib - (double)r.rss_anon_before_kib) / r.idle_conns);
     }
 
     /* Warm up, measure. */
@@ -409,7 +477,14 @@ int main(int argc, char **argv) {
         ADD(delivered); ADD(delivered_in_win); ADD(duplicated); ADD(unexpected);
         ADD(bad_msgkey); ADD(bad_payload); ADD(proto_errors);
         ADD(conn_ok); ADD(conn_failed); ADD(connack_failed); ADD(disconnects); ADD(kicked);
+        ADD(pings); ADD(pongs);
 #undef ADD
+        for (int p = 0; p < PART_N; p++) {
+            m->part_acked_in_win[p] += s->part_acked_in_win[p];
+            m->part_delivered_in_win[p] += s->part_delivered_in_win[p];
+            hist_merge(&m->part_sendack[p], &s->part_sendack[p]);
+            hist_merge(&m->part_e2e[p], &s->part_e2e[p]);
+        }
         for (int i = 0; i < 32; i++) {
             m->ack_fail_reason[i] += s->ack_fail_reason[i];
             m->connack_reason[i] += s->connack_reason[i];

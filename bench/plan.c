@@ -2,7 +2,11 @@
  *   send:   G groups "<p>g<i>" of M members "<p>g<i>u<j>"; member u0 of each group is online
  *           and sends to its group. Nobody else is online, so there are no deliveries.
  *   fanout: one group "<p>fan" of M members "<p>f<j>"; f0 sends, f1..f<online> receive.
- *   person: P pairs; "<p>a<i>" sends to "<p>b<i>" on the person channel. */
+ *   person: P pairs; "<p>a<i>" sends to "<p>b<i>" on the person channel.
+ *   idle:   N connections "<p>i<j>" that only PING; no set-up.
+ *   mixed:  person pairs, then G groups "<p>g<i>" of --group-size members (u0 online and
+ *           sending), then the big group "<p>fan" of --members ("<p>f0" sends, f1..f<online>
+ *           receive), all in one run. Connection order: pairs, group senders, big group. */
 #include "plan.h"
 
 #include <stdarg.h>
@@ -21,19 +25,24 @@ static void set_sender(bconn *c, const char *chan, uint8_t type) {
 
 int plan_build(bench_ctx *ctx) {
     const bench_opts *o = &ctx->o;
-    uint32_t n = 0;
-    switch (o->workload) {
-    case WL_SEND: n = o->groups; break;
-    case WL_FANOUT:
-        if (o->online + 1 > o->members) {
-            fprintf(stderr, "fanout: --online (%u) must be below --members (%u): member 0 is the sender\n",
-                    o->online, o->members);
-            return MP_EINVAL;
-        }
-        n = o->online + 1;
-        break;
-    case WL_PERSON: n = 2 * o->pairs; break;
+    uint32_t n = 0, np = 0, ng = 0, nb = 0; /* connections of the person, group and big-group parts */
+    if ((o->workload == WL_FANOUT || o->workload == WL_MIXED) && o->online + 1 > o->members) {
+        fprintf(stderr, "%s: --online (%u) must be below --members (%u): member 0 is the sender\n",
+                o->workload == WL_FANOUT ? "fanout" : "mixed", o->online, o->members);
+        return MP_EINVAL;
     }
+    switch (o->workload) {
+    case WL_SEND: ng = o->groups; break;
+    case WL_FANOUT: nb = o->online + 1; break;
+    case WL_PERSON: np = 2 * o->pairs; break;
+    case WL_IDLE: n = o->conns; break;
+    case WL_MIXED:
+        np = 2 * o->pairs;
+        ng = o->groups;
+        nb = o->online + 1;
+        break;
+    }
+    if (o->workload != WL_IDLE) n = np + ng + nb;
     if (n == 0) {
         fprintf(stderr, "nothing to run: zero connections\n");
         return MP_EINVAL;
@@ -46,22 +55,10 @@ int plan_build(bench_ctx *ctx) {
         c->idx = i;
         c->expect_src = BC_NO_SRC;
         char chan[64];
-        switch (o->workload) {
-        case WL_SEND:
-            snprintf(c->uid, sizeof c->uid, "%sg%uu0", p, i);
-            snprintf(chan, sizeof chan, "%sg%u", p, i);
-            set_sender(c, chan, 2);
-            break;
-        case WL_FANOUT:
-            snprintf(c->uid, sizeof c->uid, "%sf%u", p, i);
-            if (i == 0) {
-                snprintf(chan, sizeof chan, "%sfan", p);
-                set_sender(c, chan, 2);
-            } else {
-                c->expect_src = 0;
-            }
-            break;
-        case WL_PERSON:
+        if (o->workload == WL_IDLE) {
+            snprintf(c->uid, sizeof c->uid, "%si%u", p, i);
+        } else if (i < np) { /* person pairs */
+            c->part = PART_PERSON;
             snprintf(c->uid, sizeof c->uid, "%s%c%u", p, i % 2 ? 'b' : 'a', i / 2);
             if (i % 2 == 0) {
                 snprintf(chan, sizeof chan, "%sb%u", p, i / 2);
@@ -69,7 +66,22 @@ int plan_build(bench_ctx *ctx) {
             } else {
                 c->expect_src = i - 1;
             }
-            break;
+        } else if (i < np + ng) { /* group senders */
+            uint32_t g = i - np;
+            c->part = PART_GROUPS;
+            snprintf(c->uid, sizeof c->uid, "%sg%uu0", p, g);
+            snprintf(chan, sizeof chan, "%sg%u", p, g);
+            set_sender(c, chan, 2);
+        } else { /* big group */
+            uint32_t j = i - np - ng;
+            c->part = PART_BIG;
+            snprintf(c->uid, sizeof c->uid, "%sf%u", p, j);
+            if (j == 0) {
+                snprintf(chan, sizeof chan, "%sfan", p);
+                set_sender(c, chan, 2);
+            } else {
+                c->expect_src = np + ng;
+            }
         }
     }
     return MP_OK;
@@ -168,12 +180,15 @@ int plan_setup(bench_ctx *ctx) {
     }
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    if (o->workload == WL_SEND) {
+    uint32_t np = o->workload == WL_MIXED ? 2 * o->pairs : 0;
+    if (o->workload == WL_SEND || o->workload == WL_MIXED) {
+        uint32_t m = o->workload == WL_MIXED ? o->group_size : o->members;
         for (uint32_t g = 0; g < o->groups && rc == MP_OK; g++)
-            rc = make_group(&s, ctx->conns[g].chan_id, o->members, send_member, o, g);
-    } else if (o->workload == WL_FANOUT) {
-        rc = make_group(&s, ctx->conns[0].chan_id, o->members, fan_member, o, 0);
+            rc = make_group(&s, ctx->conns[np + g].chan_id, m, send_member, o, g);
     }
+    if (rc == MP_OK && (o->workload == WL_FANOUT || o->workload == WL_MIXED))
+        rc = make_group(&s, ctx->conns[np + (o->workload == WL_MIXED ? o->groups : 0)].chan_id, o->members, fan_member, o,
+                        0);
     for (uint32_t i = 0; rc == MP_OK && o->token_auth && i < ctx->nconns; i++) {
         char tok[72];
         plan_token(ctx->conns[i].uid, tok);

@@ -8,6 +8,8 @@ const char *report_workload_name(int wl) {
     case WL_SEND: return "send";
     case WL_FANOUT: return "fanout";
     case WL_PERSON: return "person";
+    case WL_IDLE: return "idle";
+    case WL_MIXED: return "mixed";
     default: return "?";
     }
 }
@@ -29,9 +31,17 @@ static void params(const bench_ctx *ctx, char *buf, size_t cap) {
     case WL_SEND: n = snprintf(buf, cap, "groups=%u members=%u", o->groups, o->members); break;
     case WL_FANOUT: n = snprintf(buf, cap, "members=%u online=%u", o->members, o->online); break;
     case WL_PERSON: n = snprintf(buf, cap, "pairs=%u", o->pairs); break;
+    case WL_IDLE: n = snprintf(buf, cap, "conns=%u", o->conns); break;
+    case WL_MIXED:
+        n = snprintf(buf, cap, "pairs=%u groups=%ux%u big=%u online=%u", o->pairs, o->groups, o->group_size, o->members,
+                     o->online);
+        break;
     }
-    snprintf(buf + n, cap - (size_t)n, " window=%u payload=%uB threads=%u sources=%u token-auth=%s prefix=%s", o->window,
-             o->payload_size, o->threads, o->sources, o->token_auth ? "yes" : "no", o->prefix);
+    char rate[32] = "closed-loop";
+    if (o->rate > 0) snprintf(rate, sizeof rate, "%.0f/s", o->rate);
+    snprintf(buf + n, cap - (size_t)n, " window=%u rate=%s ping=%gs payload=%uB threads=%u sources=%u token-auth=%s prefix=%s",
+             o->window, rate, o->ping_interval, o->payload_size, o->threads, o->sources, o->token_auth ? "yes" : "no",
+             o->prefix);
 }
 
 static void lat_line(const char *name, const hist *h) {
@@ -51,7 +61,7 @@ static void reasons(const char *what, const uint64_t *r) {
 void report_text(const bench_ctx *ctx, const bench_result *r) {
     const bench_opts *o = &ctx->o;
     const bstats *s = &r->st;
-    char p[256];
+    char p[384];
     params(ctx, p, sizeof p);
     printf("magpie-bench: workload %s%s%s\n", report_workload_name(o->workload), r->aborted ? "  ABORTED: " : "",
            r->aborted ? r->aborted : "");
@@ -70,6 +80,23 @@ void report_text(const bench_ctx *ctx, const bench_result *r) {
            (unsigned long long)s->delivered, (unsigned long long)r->expected);
     lat_line("SENDACK ms", &s->sendack);
     lat_line("end-to-end ms", &s->e2e);
+    if (o->workload == WL_MIXED) {
+        static const char *names[PART_N] = {"person pairs", "small groups", "big group"};
+        for (int i = 0; i < PART_N; i++) {
+            printf("  part %-12s sends/s %.1f  deliveries/s %.1f  lost %llu\n", names[i],
+                   per_s(s->part_acked_in_win[i], r->measured_s), per_s(s->part_delivered_in_win[i], r->measured_s),
+                   (unsigned long long)r->part_lost[i]);
+            lat_line("  SENDACK ms", &s->part_sendack[i]);
+            if (i != PART_GROUPS) lat_line("  e2e ms", &s->part_e2e[i]);
+        }
+    }
+    printf("  pings        %llu sent, %llu PONGs\n", (unsigned long long)s->pings, (unsigned long long)s->pongs);
+    if (o->workload == WL_IDLE && r->server_pid > 0 && r->idle_conns)
+        printf("  idle memory  %u connections up and idle 2 s: server RssAnon %.1f -> %.1f MiB, VmRSS %.1f -> %.1f MiB;\n"
+               "               %.2f KiB anonymous memory per idle connection\n",
+               r->idle_conns, (double)r->rss_anon_before_kib / 1024, (double)r->idle_anon_kib / 1024,
+               (double)r->rss_before_kib / 1024, (double)r->idle_rss_kib / 1024,
+               ((double)r->idle_anon_kib - (double)r->rss_anon_before_kib) / r->idle_conns);
     uint64_t errors = report_errors(r);
     printf("  lost %llu  duplicated %llu  errors %llu\n", (unsigned long long)r->lost, (unsigned long long)s->duplicated,
            (unsigned long long)errors);
@@ -126,6 +153,27 @@ void report_json(const bench_ctx *ctx, const bench_result *r) {
            per_s(s->delivered_in_win, r->measured_s), (unsigned long long)r->expected);
     json_lat("sendack_ms", &s->sendack);
     json_lat("e2e_ms", &s->e2e);
+    printf(",\"rate\":%.1f,\"pings\":%llu,\"pongs\":%llu", o->rate, (unsigned long long)s->pings,
+           (unsigned long long)s->pongs);
+    if (o->workload == WL_MIXED) {
+        static const char *names[PART_N] = {"person", "groups", "big"};
+        printf(",\"parts\":{");
+        for (int i = 0; i < PART_N; i++) {
+            printf("%s\"%s\":{\"sends_per_s\":%.1f,\"deliveries_per_s\":%.1f,\"lost\":%llu", i ? "," : "", names[i],
+                   per_s(s->part_acked_in_win[i], r->measured_s), per_s(s->part_delivered_in_win[i], r->measured_s),
+                   (unsigned long long)r->part_lost[i]);
+            json_lat("sendack_ms", &s->part_sendack[i]);
+            json_lat("e2e_ms", &s->part_e2e[i]);
+            printf("}");
+        }
+        printf("}");
+    }
+    if (o->workload == WL_IDLE && r->server_pid > 0 && r->idle_conns)
+        printf(",\"idle_conns\":%u,\"idle_rss_anon_before_kib\":%llu,\"idle_rss_anon_kib\":%llu,\"idle_rss_before_kib\":%llu,"
+               "\"idle_rss_kib\":%llu,\"anon_kib_per_idle_conn\":%.3f",
+               r->idle_conns, (unsigned long long)r->rss_anon_before_kib, (unsigned long long)r->idle_anon_kib,
+               (unsigned long long)r->rss_before_kib, (unsigned long long)r->idle_rss_kib,
+               ((double)r->idle_anon_kib - (double)r->rss_anon_before_kib) / r->idle_conns);
     printf(",\"lost\":%llu,\"duplicated\":%llu,\"errors\":%llu", (unsigned long long)r->lost,
            (unsigned long long)s->duplicated, (unsigned long long)report_errors(r));
     printf(",\"error_detail\":{\"conn_failed\":%llu,\"connack_refused\":%llu,\"sendack_failed\":%llu,"

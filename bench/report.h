@@ -17,6 +17,10 @@ typedef struct bench_result {
     double drain_s;               /* time spent draining */
     int server_pid;
     uint64_t rss_before_kib, rss_kib, rss_peak_kib, rss_anon_kib; /* 0 = unknown */
+    uint64_t rss_anon_before_kib;                   /* RssAnon before connecting */
+    uint64_t idle_rss_kib, idle_anon_kib;           /* idle: after all connected + 2 s */
+    uint32_t idle_conns;                            /* idle: connections READY at that sample */
+    uint64_t part_lost[PART_N];                     /* lost, by part (mixed) */
     double server_cpu_pct, bench_cpu_pct;           /* over the window; 100 = one core; <0 unknown */
     const char *aborted;          /* NULL, or why the run ended early */
 } bench_result;
