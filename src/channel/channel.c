@@ -454,13 +454,6 @@ static void do_send(worker *w, void *arg) {
     store_submit(im_store(), write_message, on_store_done, op);
 }
 
-static mp_str copy_str(char **cur, mp_str s) {
-    mp_str r = {*cur, s.len};
-    if (s.len) memcpy(*cur, s.p, s.len);
-    *cur += s.len;
-    return r;
-}
-
 void chan_submit_send(const chan_send *r) {
     const msg_fields *f = &r->f;
     size_t n = (size_t)f->channel_id.len + f->from_uid.len + f->client_msg_no.len + f->topic.len + f->payload.len +
@@ -468,11 +461,11 @@ void chan_submit_send(const chan_send *r) {
     send_op *op = mp_calloc(1, sizeof *op + n);
     op->r = *r;
     char *cur = op->text;
-    op->r.f.channel_id = copy_str(&cur, f->channel_id);
-    op->r.f.from_uid = copy_str(&cur, f->from_uid);
-    op->r.f.client_msg_no = copy_str(&cur, f->client_msg_no);
-    op->r.f.topic = copy_str(&cur, f->topic);
-    op->r.f.payload = copy_str(&cur, f->payload);
-    op->r.peer_uid = copy_str(&cur, r->peer_uid);
+    op->r.f.channel_id = mp_str_pack(&cur, f->channel_id);
+    op->r.f.from_uid = mp_str_pack(&cur, f->from_uid);
+    op->r.f.client_msg_no = mp_str_pack(&cur, f->client_msg_no);
+    op->r.f.topic = mp_str_pack(&cur, f->topic);
+    op->r.f.payload = mp_str_pack(&cur, f->payload);
+    op->r.peer_uid = mp_str_pack(&cur, r->peer_uid);
     worker_post(chan_owner_of(f->channel_type, f->channel_id), do_send, op);
 }

@@ -36,6 +36,13 @@ typedef struct mp_str {
 static inline mp_str mp_str_c(const char *s) { return (mp_str){s, s ? (uint32_t)strlen(s) : 0}; }
 static inline int mp_str_eq(mp_str a, mp_str b) { return a.len == b.len && (a.len == 0 || memcmp(a.p, b.p, a.len) == 0); }
 static inline int mp_str_eq_c(mp_str a, const char *b) { return mp_str_eq(a, mp_str_c(b)); }
+/* Copy s to *cursor, advance the cursor, return the copy (packing strings into one block). */
+static inline mp_str mp_str_pack(char **cursor, mp_str s) {
+    mp_str r = {*cursor, s.len};
+    if (s.len) memcpy(*cursor, s.p, s.len);
+    *cursor += s.len;
+    return r;
+}
 
 /* Invariant check: aborts with file/line. Never use on user input. */
 #define MP_ASSERT(cond)                                                           \

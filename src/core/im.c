@@ -143,13 +143,6 @@ static void op_store_done(void *arg, int status) {
     worker_post(op->origin, op_finish, op);
 }
 
-static mp_str put_text(char **cur, mp_str s) {
-    mp_str r = {*cur, s.len};
-    if (s.len) memcpy(*cur, s.p, s.len);
-    *cur += s.len;
-    return r;
-}
-
 static im_op *op_new(im_done_fn done, void *ctx, mp_str uid, mp_str id, mp_str token, const mp_str *uids, size_t n) {
     size_t bytes = (size_t)uid.len + id.len + token.len;
     for (size_t i = 0; i < n; i++) bytes += uids[i].len;
@@ -160,12 +153,12 @@ static im_op *op_new(im_done_fn done, void *ctx, mp_str uid, mp_str id, mp_str t
     op->done = done;
     op->ctx = ctx;
     char *cur = op->text;
-    op->uid = put_text(&cur, uid);
-    op->id = put_text(&cur, id);
-    op->token = put_text(&cur, token);
+    op->uid = mp_str_pack(&cur, uid);
+    op->id = mp_str_pack(&cur, id);
+    op->token = mp_str_pack(&cur, token);
     if (n) {
         op->uids = mp_malloc(n * sizeof(mp_str));
-        for (size_t i = 0; i < n; i++) op->uids[i] = put_text(&cur, uids[i]);
+        for (size_t i = 0; i < n; i++) op->uids[i] = mp_str_pack(&cur, uids[i]);
     }
     op->n_uids = n;
     return op;

@@ -5,24 +5,17 @@
 
 static uint32_t crc32_ieee(mp_str s) { return (uint32_t)crc32(0L, (const Bytef *)s.p, s.len); }
 
-static mp_str copy_into(char **cursor, mp_str s) {
-    mp_str r = {*cursor, s.len};
-    if (s.len) memcpy(*cursor, s.p, s.len);
-    *cursor += s.len;
-    return r;
-}
-
 mp_msg *msg_new(const msg_fields *f) {
     size_t n = (size_t)f->channel_id.len + f->from_uid.len + f->client_msg_no.len + f->topic.len + f->payload.len;
     mp_msg *m = mp_malloc(sizeof *m + n);
     atomic_init(&m->refs, 1);
     m->f = *f;
     char *c = m->data;
-    m->f.channel_id = copy_into(&c, f->channel_id);
-    m->f.from_uid = copy_into(&c, f->from_uid);
-    m->f.client_msg_no = copy_into(&c, f->client_msg_no);
-    m->f.topic = copy_into(&c, f->topic);
-    m->f.payload = copy_into(&c, f->payload);
+    m->f.channel_id = mp_str_pack(&c, f->channel_id);
+    m->f.from_uid = mp_str_pack(&c, f->from_uid);
+    m->f.client_msg_no = mp_str_pack(&c, f->client_msg_no);
+    m->f.topic = mp_str_pack(&c, f->topic);
+    m->f.payload = mp_str_pack(&c, f->payload);
     return m;
 }
 
