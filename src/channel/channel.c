@@ -454,6 +454,31 @@ static void do_send(worker *w, void *arg) {
     store_submit(im_store(), write_message, on_store_done, op);
 }
 
+/* ---- events ------------------------------------------------------------------------------ */
+
+typedef struct event_op {
+    mp_msg *m;
+    uint64_t exclude_conn_id;
+} event_op;
+
+static void do_event(worker *w, void *arg) {
+    event_op *op = arg;
+    chan *c = chan_get(w, op->m->f.channel_type, op->m->f.channel_id);
+    chan_send r = {0};
+    r.conn_id = op->exclude_conn_id;
+    fan_out(c, &r, op->m);
+    msg_unref(op->m);
+    free(op);
+}
+
+void chan_submit_event(mp_msg *m, uint64_t exclude_conn_id) {
+    MP_ASSERT(m->f.kind == MSG_KIND_EVENT);
+    event_op *op = mp_malloc(sizeof *op);
+    op->m = msg_ref(m);
+    op->exclude_conn_id = exclude_conn_id;
+    worker_post(chan_owner_of(m->f.channel_type, m->f.channel_id), do_event, op);
+}
+
 void chan_submit_send(const chan_send *r) {
     const msg_fields *f = &r->f;
     size_t n = (size_t)f->channel_id.len + f->from_uid.len + f->client_msg_no.len + f->topic.len + f->payload.len +

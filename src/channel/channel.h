@@ -27,6 +27,11 @@ typedef struct chan_send {
 
 /* Copy r (and its strings) and route it to the channel owner. */
 void chan_submit_send(const chan_send *r);
+/* Push an event (m->f.kind == MSG_KIND_EVENT; channel_id is the STORED id) to the
+ * channel's online recipients, as the channel owner resolves them for messages. Takes its
+ * own reference on m. Ordered after every message and event submitted earlier for the
+ * same channel from the same worker (one owner, FIFO inboxes). */
+void chan_submit_event(mp_msg *m, uint64_t exclude_conn_id);
 /* Subscriber set of a channel changed: the owner drops its cached copy. */
 void chan_invalidate(uint8_t type, mp_str stored_id);
 /* The stored key of a channel: type byte + id (for worker_owner_of). */

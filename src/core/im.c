@@ -174,7 +174,7 @@ static int write_token(store_wtxn *t, void *arg) {
 }
 
 static void after_token(im_op *op) {
-    if (op->level == 1) presence_kick_device(op->uid, op->device_flag, g_cfg->kick_close_delay_ms);
+    if (op->level == 1) presence_kick_device(op->uid, op->device_flag, 10000); /* spec §4.2: closed 10 s later */
 }
 
 void im_user_token(mp_str uid, mp_str token, uint8_t device_flag, uint8_t device_level, im_done_fn done, void *ctx) {

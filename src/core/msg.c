@@ -6,7 +6,8 @@
 static uint32_t crc32_ieee(mp_str s) { return (uint32_t)crc32(0L, (const Bytef *)s.p, s.len); }
 
 mp_msg *msg_new(const msg_fields *f) {
-    size_t n = (size_t)f->channel_id.len + f->from_uid.len + f->client_msg_no.len + f->topic.len + f->payload.len;
+    size_t n = (size_t)f->channel_id.len + f->from_uid.len + f->client_msg_no.len + f->topic.len + f->payload.len +
+               f->event_id.len + f->event_type.len;
     mp_msg *m = mp_malloc(sizeof *m + n);
     atomic_init(&m->refs, 1);
     m->f = *f;
@@ -16,6 +17,8 @@ mp_msg *msg_new(const msg_fields *f) {
     m->f.client_msg_no = mp_str_pack(&c, f->client_msg_no);
     m->f.topic = mp_str_pack(&c, f->topic);
     m->f.payload = mp_str_pack(&c, f->payload);
+    m->f.event_id = mp_str_pack(&c, f->event_id);
+    m->f.event_type = mp_str_pack(&c, f->event_type);
     return m;
 }
 

@@ -26,8 +26,13 @@ enum {
 
 #define MP_SYSTEM_UID "____system"
 
+/* What a fan-out carries: a message (RECV frames) or a stream event (EVENT frames,
+ * spec §5.14; never stored in the message log, never retried). */
+enum { MSG_KIND_MESSAGE = 0, MSG_KIND_EVENT = 1 };
+
 /* Message fields. String views; in a struct mp_msg they point into its own data[]. */
 typedef struct msg_fields {
+    uint8_t kind;          /* MSG_KIND_*; the store only keeps MSG_KIND_MESSAGE */
     int64_t message_id;
     uint64_t seq;          /* 0 for no_persist */
     uint32_t timestamp;    /* server seconds */
@@ -39,7 +44,11 @@ typedef struct msg_fields {
     mp_str from_uid;
     mp_str client_msg_no;
     mp_str topic;
-    mp_str payload;        /* plaintext */
+    mp_str payload;        /* plaintext; for an event: the EVENT data (JSON) */
+    /* MSG_KIND_EVENT only: the EVENT frame's id, type and timestamp (ms) */
+    mp_str event_id;
+    mp_str event_type;
+    int64_t event_ts;
 } msg_fields;
 
 typedef struct mp_msg {

@@ -267,9 +267,31 @@ static int encode_recv(conn *c, mp_msg *m, mp_buf *out) {
     return rc;
 }
 
+/* EVENT frames exist from protocol version 5 (GoProto v1.2.3). Older clients, SDK 1.0.4
+ * among them (version 2), have no decoder for type 12: they throw and reconnect (wire spec
+ * §4.10), so they never get one. */
+#define EVENT_MIN_VERSION 5
+
+static void deliver_event(conn *c, const msg_fields *f) {
+    if (c->client_version < EVENT_MIN_VERSION) return;
+    proto_event e = {f->event_id, f->event_type, f->event_ts, f->payload};
+    mp_buf out = MP_BUF_INIT;
+    if (proto_encode_event(&e, &out) == MP_OK) {
+        conn_write_packet(c, out.data, out.len);
+        c->out_msgs++;
+    } else {
+        LOG_WARN("session", "conn=%llu cannot encode EVENT", (unsigned long long)c->id);
+    }
+    mp_buf_free(&out);
+}
+
 void session_deliver(worker *w, uint64_t conn_id, mp_msg *m) {
     conn *c = conn_find(w, conn_id);
     if (!c || c->state != CONN_READY) return;
+    if (m->f.kind == MSG_KIND_EVENT) {
+        deliver_event(c, &m->f);
+        return;
+    }
     mp_buf out = MP_BUF_INIT;
     if (encode_recv(c, m, &out) != MP_OK) {
         LOG_WARN("session", "conn=%llu cannot encode RECV", (unsigned long long)c->id);

@@ -62,11 +62,12 @@ enum {
     DB_CONV,
     DB_SYSUID,
     DB_META,
+    DB_KV,
     DB_COUNT
 };
 static const char *const db_names[DB_COUNT] = {
     "msg", "msg_id", "client_msg_no", "channel", "last_seq", "subscriber",
-    "blacklist", "whitelist", "device", "conversation", "sysuid", "meta",
+    "blacklist", "whitelist", "device", "conversation", "sysuid", "meta", "kv",
 };
 
 typedef struct store_op {
@@ -705,6 +706,59 @@ int store_txn_set_sysuid(store_wtxn *w, mp_str uid, int present) {
     int rc = kb_check(w->t.s, &k);
     if (rc) return present ? rc : MP_OK;
     return present ? tx_put(&w->t, DB_SYSUID, &k, NULL, 0) : tx_del(&w->t, DB_SYSUID, &k);
+}
+
+/* ---- generic key/value rows ------------------------------------------------------------ */
+
+static int kv_key(const store *s, kbuf *k, uint8_t ns, mp_str key) {
+    kb_u8(k, ns);
+    kb_put(k, key.p, key.len);
+    return kb_check(s, k);
+}
+
+static int kv_get(tx *t, uint8_t ns, mp_str key, mp_str *val) {
+    kbuf k = {0};
+    if (kv_key(t->s, &k, ns, key)) return MP_ENOTFOUND; /* could never have been stored */
+    MDB_val v;
+    int rc = tx_get(t, DB_KV, &k, &v);
+    if (rc == MP_OK) *val = (mp_str){(const char *)v.mv_data, (uint32_t)v.mv_size};
+    return rc;
+}
+
+int store_txn_put_kv(store_wtxn *w, uint8_t ns, mp_str key, mp_str val) {
+    kbuf k = {0};
+    int rc = kv_key(w->t.s, &k, ns, key);
+    return rc ? rc : tx_put(&w->t, DB_KV, &k, val.p, val.len);
+}
+
+int store_txn_del_kv(store_wtxn *w, uint8_t ns, mp_str key) {
+    kbuf k = {0};
+    if (kv_key(w->t.s, &k, ns, key)) return MP_OK;
+    return tx_del(&w->t, DB_KV, &k);
+}
+
+int store_txn_get_kv(store_wtxn *w, uint8_t ns, mp_str key, mp_str *val) { return kv_get(&w->t, ns, key, val); }
+
+int store_get_kv(store_rtxn *r, uint8_t ns, mp_str key, mp_str *val) { return kv_get(&r->t, ns, key, val); }
+
+typedef struct kv_visit {
+    store_kv_cb cb;
+    void *ctx;
+} kv_visit;
+
+static int visit_kv(void *ctx, const MDB_val *k, const MDB_val *v) {
+    kv_visit *kv = ctx;
+    mp_str key = {(const char *)k->mv_data + 1, (uint32_t)(k->mv_size - 1)};
+    return kv->cb(kv->ctx, key, (mp_str){(const char *)v->mv_data, (uint32_t)v->mv_size}) ? 1 : 0;
+}
+
+int store_scan_kv(store_rtxn *r, uint8_t ns, mp_str prefix, store_kv_cb cb, void *ctx) {
+    kbuf k = {0};
+    kb_u8(&k, ns);
+    kb_put(&k, prefix.p, prefix.len);
+    if (k.over || k.n > r->t.s->maxkey) return MP_OK; /* no key can have this prefix */
+    kv_visit kv = {cb, ctx};
+    return prefix_scan(&r->t, DB_KV, k.b, k.n, visit_kv, &kv);
 }
 
 int store_txn_scan_set(store_wtxn *t, int set, uint8_t type, mp_str id, store_uid_cb cb, void *ctx) {

@@ -145,6 +145,20 @@ int store_scan_channels(store_rtxn *r, store_chan_cb cb, void *ctx);
 int store_txn_scan_set(store_wtxn *t, int set, uint8_t type, mp_str id, store_uid_cb cb, void *ctx);
 int store_txn_set_contains(store_wtxn *t, int set, uint8_t type, mp_str id, mp_str uid); /* 1 yes, 0 no, <0 MP_E* */
 
+/* ---- generic key/value rows ---------------------------------------------------------
+ * Small state of other modules (stream event states, plugin bindings, ...). `ns` keeps
+ * modules apart; 1 + key.len must stay within STORE_MAX_KEY (else MP_ETOOBIG on put).
+ * Values are opaque bytes; views stay valid as for other reads. */
+enum store_kv_ns { STORE_KV_STREAM = 1, STORE_KV_USER = 2, STORE_KV_CMD = 3 };
+int store_txn_put_kv(store_wtxn *t, uint8_t ns, mp_str key, mp_str val);
+int store_txn_del_kv(store_wtxn *t, uint8_t ns, mp_str key); /* absent is fine */
+int store_txn_get_kv(store_wtxn *t, uint8_t ns, mp_str key, mp_str *val); /* MP_ENOTFOUND */
+int store_get_kv(store_rtxn *r, uint8_t ns, mp_str key, mp_str *val);    /* MP_ENOTFOUND */
+/* Rows of ns whose key starts with prefix, in key order; cb gets the key without ns and
+ * returns nonzero to stop. */
+typedef int (*store_kv_cb)(void *ctx, mp_str key, mp_str val);
+int store_scan_kv(store_rtxn *r, uint8_t ns, mp_str prefix, store_kv_cb cb, void *ctx);
+
 /* Writer counters (for /varz and tests). Any thread. */
 typedef struct store_stats {
     uint64_t submitted;       /* ops accepted by store_submit */
