@@ -8,6 +8,7 @@
 #include <stdio.h>
 
 #include "../common/buf.h"
+#include "../common/map.h"
 #include "../proto/crypto.h"
 #include "../proto/packet.h"
 #include "api_routes.h"
@@ -58,8 +59,33 @@ static uint8_t header_flags(ju *j) {
     return flags;
 }
 
-/* Validate a parsed send body into q (payload decoded into *payload). */
-static void send_parse(ju *j, im_send_req *q, mp_buf *payload) {
+#define SEND_MAX_SUBSCRIBERS 10000
+
+/* The subscribers of a subscribers send: every entry must be a valid uid; repeats are
+ * dropped in place (each uid gets one copy). Returns the new count, 0 after ju_fail. */
+static size_t check_subscribers(ju *j, mp_str *subs, size_t n) {
+    if (n > SEND_MAX_SUBSCRIBERS) {
+        ju_fail(j, "subscribers has %zu entries (at most %d)", n, SEND_MAX_SUBSCRIBERS);
+        return 0;
+    }
+    mp_map *seen = map_new();
+    size_t kept = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!im_valid_id(subs[i])) {
+            ju_fail(j, "subscribers[%zu] is not a valid uid", i);
+            kept = 0;
+            break;
+        }
+        if (map_put(seen, subs[i].p, subs[i].len, subs)) continue; /* already listed */
+        subs[kept++] = subs[i];
+    }
+    map_free(seen, NULL);
+    return kept;
+}
+
+/* Validate a parsed send body into q (payload decoded into *payload; q->subscribers
+ * points into *subs, which the caller frees). */
+static void send_parse(ju *j, im_send_req *q, mp_buf *payload, mp_str **subs_out) {
     q->flags = header_flags(j);
     q->client_msg_no = ju_str(j, "client_msg_no");
     int64_t is_stream = ju_int(j, "is_stream", INT64_MIN, INT64_MAX);
@@ -69,7 +95,7 @@ static void send_parse(ju *j, im_send_req *q, mp_buf *payload) {
     q->expire = (uint32_t)ju_uint(j, "expire", UINT32_MAX);
     mp_str *subs = NULL;
     size_t n_subs = ju_str_array(j, "subscribers", &subs);
-    free(subs);
+    *subs_out = subs;
     mp_str b64 = ju_str(j, "payload");
     if (j->failed) return;
     if (crypto_b64_decode(b64.p, b64.len, payload) != MP_OK) {
@@ -85,14 +111,18 @@ static void send_parse(ju *j, im_send_req *q, mp_buf *payload) {
     else if (!has_channel && n_subs == 0) ju_fail(j, "channel_id is required (or subscribers)");
     else if (n_subs > 0 && !(q->flags & PROTO_FLAG_SYNCONCE)) ju_fail(j, "subscribers requires header.sync_once=1");
     else if (n_subs > 0 && has_channel) ju_fail(j, "channel_id and subscribers cannot both be given");
-    else if (n_subs > 0) ju_fail(j, "sending to subscribers is not supported yet");
-    else if (!im_valid_id(q->channel_id)) ju_fail(j, "channel_id must not contain '@', '#' or '&' (nor be too long)");
-    else if (q->channel_type < CHANNEL_PERSON || q->channel_type > CHANNEL_AGENT_GROUP)
+    else if (n_subs == 0 && !im_valid_id(q->channel_id))
+        ju_fail(j, "channel_id must not contain '@', '#' or '&' (nor be too long)");
+    else if (n_subs == 0 && (q->channel_type < CHANNEL_PERSON || q->channel_type > CHANNEL_AGENT_GROUP))
         ju_fail(j, "unknown channel_type %u", q->channel_type);
     else if (q->from_uid.len && !im_valid_id(q->from_uid))
         ju_fail(j, "from_uid must not contain '@', '#' or '&' (nor be too long)");
     else if (q->client_msg_no.len > IM_MAX_CLIENT_MSG_NO_LEN)
         ju_fail(j, "client_msg_no is longer than %d bytes", IM_MAX_CLIENT_MSG_NO_LEN);
+    else if (n_subs > 0) {
+        q->subscribers = subs;
+        q->n_subscribers = check_subscribers(j, subs, n_subs);
+    }
 }
 
 void api_message_send(api_req *r) {
@@ -102,9 +132,11 @@ void api_message_send(api_req *r) {
     ju_init(&j, root);
     im_send_req q = {0};
     mp_buf payload = MP_BUF_INIT;
-    send_parse(&j, &q, &payload);
+    mp_str *subs = NULL;
+    send_parse(&j, &q, &payload, &subs);
     if (j.failed) api_reply_error(r, 400, "%s", j.err);
     else im_send(&q, send_done, r);
+    free(subs);
     mp_buf_free(&payload);
     json_decref(root);
 }

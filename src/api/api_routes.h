@@ -39,6 +39,11 @@ void api_message_send(api_req *r);
 void api_channel_messagesync(api_req *r);
 void api_channel_max_message_seq(api_req *r);
 
+/* api_cmd.c: offline command messages */
+void api_message_sync(api_req *r);
+void api_message_syncack(api_req *r);
+void api_cmd_free(void); /* the remembered sync positions (at shutdown) */
+
 /* api_conversation.c */
 void api_conversation_sync(api_req *r);
 void api_conversation_set_unread(api_req *r);

@@ -73,6 +73,8 @@ static const api_route_def g_routes[] = {
     {"POST", "/channel/whitelist_remove_all", api_whitelist_remove_all},
     {"GET", "/channel/whitelist", api_whitelist_get},
     {"POST", "/message/send", api_message_send},
+    {"POST", "/message/sync", api_message_sync},
+    {"POST", "/message/syncack", api_message_syncack},
     {"POST", "/channel/messagesync", api_channel_messagesync},
     {"GET", "/channel/max_message_seq", api_channel_max_message_seq},
     {"POST", "/conversation/sync", api_conversation_sync},
@@ -602,6 +604,7 @@ int api_start(uv_loop_t *loop, const mp_config *cfg) {
 void api_stop(void) {
     if (g.stopping || (!g.ctx_live && !g.listening)) return;
     g.stopping = 1;
+    api_cmd_free(); /* requests read from now on get 503 */
     if (g.listening) {
         g.listening = 0;
         uv_close((uv_handle_t *)&g.listener, NULL);

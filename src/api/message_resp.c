@@ -4,6 +4,7 @@
 #include <inttypes.h>
 #include <stdio.h>
 
+#include "../channel/channel.h"
 #include "../proto/crypto.h"
 #include "../proto/packet.h"
 #include "json_util.h"
@@ -18,7 +19,7 @@ static json_t *header_json(uint8_t flags) {
 
 json_t *message_resp_json(const msg_fields *m) {
     mp_str from = mp_str_eq_c(m->from_uid, MP_SYSTEM_UID) ? (mp_str){"", 0} : m->from_uid;
-    mp_str channel = m->channel_id;
+    mp_str channel = chan_cmd_origin(m->channel_id); /* command messages show their channel */
     if (m->channel_type == CHANNEL_PERSON && memchr(channel.p, '@', channel.len))
         channel = msg_person_peer(channel, m->from_uid);
     char idstr[24];

@@ -60,6 +60,16 @@ void chan_free(worker *w) {
     w->chans = NULL;
 }
 
+int chan_is_cmd(mp_str id) {
+    return id.len > CHAN_CMD_SUFFIX_LEN &&
+           memcmp(id.p + id.len - CHAN_CMD_SUFFIX_LEN, CHAN_CMD_SUFFIX, CHAN_CMD_SUFFIX_LEN) == 0;
+}
+
+mp_str chan_cmd_origin(mp_str id) {
+    if (chan_is_cmd(id)) id.len -= CHAN_CMD_SUFFIX_LEN;
+    return id;
+}
+
 int chan_owner_of(uint8_t type, mp_str stored_id) {
     uint64_t h = mp_hash(stored_id.p, stored_id.len) ^ ((uint64_t)type * 0x9E3779B97F4A7C15ull);
     return (int)(h % (uint64_t)workers_count());
@@ -300,6 +310,12 @@ static void fan_out(chan *c, const chan_send *r, mp_msg *m) {
     presence_deliver(m, c->subs, c->n_subs, r->conn_id);
 }
 
+/* A send with explicit recipients goes to them; any other to the channel's own. */
+static void deliver(chan *c, const chan_send *r, mp_msg *m) {
+    if (r->n_recipients) presence_deliver(m, r->recipients, r->n_recipients, r->conn_id);
+    else fan_out(c, r, m);
+}
+
 /* ---- commit ------------------------------------------------------------------------------ */
 
 static void touch_conv(store_wtxn *t, mp_str uid, uint8_t type, mp_str id, uint64_t read_to, uint64_t now_ns) {
@@ -313,13 +329,69 @@ static void touch_conv(store_wtxn *t, mp_str uid, uint8_t type, mp_str id, uint6
     store_txn_put_conv(t, uid, type, id, &cv);
 }
 
+/* A command conversation row (type 1) for one recipient, created when missing with
+ * nothing read (spec §5.8); existing rows keep their read pointer. */
+static int touch_cmd_conv(store_wtxn *t, mp_str uid, const msg_fields *f, uint64_t now_ns) {
+    if (mp_str_eq_c(uid, MP_SYSTEM_UID)) return MP_OK;
+    int own = mp_str_eq(uid, f->from_uid);
+    store_conv cv;
+    int rc = store_txn_get_conv(t, uid, f->channel_type, f->channel_id, &cv);
+    if (rc == MP_OK && !(own && cv.readed_to_seq < f->seq)) return MP_OK;
+    if (rc != MP_OK) {
+        memset(&cv, 0, sizeof cv);
+        cv.type = 1;
+        cv.created_at_ns = now_ns;
+    }
+    if (own) cv.readed_to_seq = f->seq; /* the sender has read its own command */
+    cv.updated_at_ns = now_ns;
+    return store_txn_put_conv(t, uid, f->channel_type, f->channel_id, &cv);
+}
+
+typedef struct cmd_rows {
+    store_wtxn *t;
+    const msg_fields *f;
+    uint64_t now;
+    int rc;
+} cmd_rows;
+
+static int cmd_row_of(void *ctx, mp_str uid) {
+    cmd_rows *cr = ctx;
+    cr->rc = touch_cmd_conv(cr->t, uid, cr->f, cr->now);
+    return cr->rc != MP_OK;
+}
+
+/* Command rows for every recipient of a persisted command message: the explicit
+ * recipients of a subscribers send, else the members of the original channel. This is
+ * write diffusion (one row per member, created once), as WuKongIM does for commands. */
+static int write_cmd_rows(store_wtxn *t, const send_op *op) {
+    const msg_fields *f = &op->m->f;
+    cmd_rows cr = {t, f, mp_now_ns(), MP_OK};
+    int rc = MP_OK;
+    if (op->r.n_recipients) {
+        for (size_t i = 0; i < op->r.n_recipients && rc == MP_OK; i++)
+            rc = touch_cmd_conv(t, op->r.recipients[i], f, cr.now);
+        return rc;
+    }
+    mp_str origin = chan_cmd_origin(f->channel_id);
+    if (f->channel_type == CHANNEL_PERSON) {
+        mp_str peer = msg_person_peer(origin, f->from_uid);
+        rc = touch_cmd_conv(t, f->from_uid, f, cr.now);
+        if (rc == MP_OK && !mp_str_eq(peer, f->from_uid)) rc = touch_cmd_conv(t, peer, f, cr.now);
+        return rc;
+    }
+    rc = store_txn_scan_set(t, STORE_SUBSCRIBERS, f->channel_type, origin, cmd_row_of, &cr);
+    return rc != MP_OK ? rc : cr.rc;
+}
+
 /* Writer thread: append the message and keep conversations (spec §5.9): person chats get
  * rows for both sides; the sender has read everything up to its own message. Group
- * members' unread counts are computed from the channel's last seq (read diffusion). */
+ * members' unread counts are computed from the channel's last seq (read diffusion).
+ * Command messages get command rows instead (spec §5.8). */
 static int write_message(store_wtxn *t, void *arg) {
     send_op *op = arg;
     const msg_fields *f = &op->m->f;
     int rc = store_txn_append_message(t, f);
+    if (rc == MP_OK && chan_is_cmd(f->channel_id)) return write_cmd_rows(t, op);
     if (rc != MP_OK || !conversations_kept(f->channel_type)) return rc;
     uint64_t now = mp_now_ns();
     mp_str from = f->from_uid;
@@ -353,7 +425,7 @@ static void do_committed(worker *w, void *arg) {
     if (op->status == MP_OK) {
         reply(&op->r, REASON_SUCCESS, m->f.message_id, m->f.seq);
         for (send_op *d = op->dups; d; d = d->next_dup) reply(&d->r, REASON_SUCCESS, m->f.message_id, m->f.seq);
-        fan_out(c, &op->r, m);
+        deliver(c, &op->r, m);
     } else {
         LOG_ERROR("channel", "store append failed for seq %llu: %s", (unsigned long long)m->f.seq,
                   mp_strerror(op->status));
@@ -413,7 +485,7 @@ static void do_send(worker *w, void *arg) {
     if (s->f.flags & PROTO_FLAG_NOPERSIST) { /* delivered, not stored: seq 0 */
         mp_msg *m = msg_new(&s->f);
         reply(s, REASON_SUCCESS, m->f.message_id, 0);
-        fan_out(c, s, m);
+        deliver(c, s, m);
         msg_unref(m);
         free(op);
         return;
@@ -483,7 +555,10 @@ void chan_submit_send(const chan_send *r) {
     const msg_fields *f = &r->f;
     size_t n = (size_t)f->channel_id.len + f->from_uid.len + f->client_msg_no.len + f->topic.len + f->payload.len +
                r->peer_uid.len;
-    send_op *op = mp_calloc(1, sizeof *op + n);
+    for (size_t i = 0; i < r->n_recipients; i++) n += r->recipients[i].len;
+    /* the recipient views follow the text, aligned */
+    size_t views = r->n_recipients ? r->n_recipients * sizeof(mp_str) + _Alignof(mp_str) : 0;
+    send_op *op = mp_calloc(1, sizeof *op + n + views);
     op->r = *r;
     char *cur = op->text;
     op->r.f.channel_id = mp_str_pack(&cur, f->channel_id);
@@ -492,5 +567,11 @@ void chan_submit_send(const chan_send *r) {
     op->r.f.topic = mp_str_pack(&cur, f->topic);
     op->r.f.payload = mp_str_pack(&cur, f->payload);
     op->r.peer_uid = mp_str_pack(&cur, r->peer_uid);
+    if (r->n_recipients) {
+        uintptr_t at = ((uintptr_t)(op->text + n) + _Alignof(mp_str) - 1) & ~(uintptr_t)(_Alignof(mp_str) - 1);
+        mp_str *to = (mp_str *)at;
+        for (size_t i = 0; i < r->n_recipients; i++) to[i] = mp_str_pack(&cur, r->recipients[i]);
+        op->r.recipients = to;
+    }
     worker_post(chan_owner_of(f->channel_type, f->channel_id), do_send, op);
 }

@@ -23,7 +23,20 @@ typedef struct chan_send {
     void *ctx;
     msg_fields f;        /* message_id and timestamp set; seq assigned by the owner */
     mp_str peer_uid;     /* person channels: the recipient uid */
+    /* Explicit recipients (a /message/send with `subscribers`): they replace the channel's
+     * own recipient resolution. NULL/0 = resolve from the channel. */
+    const mp_str *recipients;
+    size_t n_recipients;
 } chan_send;
+
+/* Command channels (spec §5.8): sync_once API sends to channel X are stored in X____cmd,
+ * which shares X's members and permission rules. */
+#define CHAN_CMD_SUFFIX "____cmd"
+#define CHAN_CMD_SUFFIX_LEN 7
+/* 1 if the stored id names a command channel. */
+int chan_is_cmd(mp_str stored_id);
+/* X for "X____cmd"; the id itself otherwise. */
+mp_str chan_cmd_origin(mp_str stored_id);
 
 /* Copy r (and its strings) and route it to the channel owner. */
 void chan_submit_send(const chan_send *r);

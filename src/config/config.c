@@ -77,6 +77,9 @@ static const opt options[] = {
      "Send and accept payloads in plaintext, without msgKey (both sides must agree)."},
     {"whitelistOffOfPerson", OPT_BOOL, F(whitelist_off_of_person), "true", 0, 0, NULL,
      "When false, person-to-person messages need the sender on the recipient's whitelist."},
+    {"disableCMDMessageSync", OPT_BOOL, F(disable_cmd_message_sync), "false", 0, 0, NULL,
+     "When true, /message/sync answers [] and /message/syncack does nothing (command messages "
+     "are still stored and delivered online)."},
     {"durability", OPT_STRING, F(durability), "fsync", 0, 0, check_durability,
      "`fsync`: SENDACK only after the group commit is fsynced. `interval`: fsync every "
      "syncInterval, so a crash can lose the messages acknowledged in the last interval."},

@@ -21,6 +21,7 @@ typedef struct mp_config {
     char *manager_token;     /* managerToken default "" (API open) */
     int disable_encryption;  /* disableEncryption default 0 */
     int whitelist_off_of_person; /* whitelistOffOfPerson default 1 */
+    int disable_cmd_message_sync; /* disableCMDMessageSync */
     char *durability;        /* durability "fsync" (default) | "interval" */
     uint32_t sync_interval_ms; /* syncInterval default 100ms (interval mode) */
     uint64_t store_map_size; /* store.mapSize default 64GiB */

@@ -5,6 +5,7 @@
 
 #include <openssl/rand.h>
 #include <stdatomic.h>
+#include <stdio.h>
 
 #include "../channel/channel.h"
 #include "../common/log.h"
@@ -69,10 +70,36 @@ static void random_client_msg_no(char out[33]) {
 
 /* ---- send ------------------------------------------------------------------------------ */
 
+/* FNV-1a 64 of the subscribers joined by ",", as WuKongIM names a subscribers send's
+ * temp channel (spec §5.3). */
+static uint64_t fnv64a_joined(const mp_str *uids, size_t n) {
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (size_t i = 0; i < n; i++) {
+        if (i) h = (h ^ (uint8_t)',') * 0x100000001b3ull;
+        for (uint32_t k = 0; k < uids[i].len; k++) h = (h ^ (uint8_t)uids[i].p[k]) * 0x100000001b3ull;
+    }
+    return h;
+}
+
+/* A subscribers send: a temp command channel named after the set when persisted, the
+ * shared online-only channel otherwise; the recipients are the subscribers. */
+static void route_to_subscribers(const im_send_req *q, chan_send *r, char *out) {
+    int n;
+    if (r->f.flags & PROTO_FLAG_NOPERSIST)
+        n = snprintf(out, 32, "systemcmdonline");
+    else
+        n = snprintf(out, 40, "%llu" CHAN_CMD_SUFFIX, (unsigned long long)fnv64a_joined(q->subscribers, q->n_subscribers));
+    r->f.channel_id = (mp_str){out, (uint32_t)n};
+    r->f.channel_type = CHANNEL_TEMP;
+    r->f.flags |= PROTO_FLAG_SYNCONCE;
+    r->recipients = q->subscribers;
+    r->n_recipients = q->n_subscribers;
+}
+
 void im_send(const im_send_req *q, im_done_fn done, void *ctx) {
     worker *w = worker_current();
     MP_ASSERT(w);
-    char fake[2 * PROTO_MAX_STR + 2];
+    char fake[2 * PROTO_MAX_STR + 2 + CHAN_CMD_SUFFIX_LEN];
     char cmn[33];
     chan_send r = {0};
     r.origin_worker = w->index;
@@ -94,11 +121,19 @@ void im_send(const im_send_req *q, im_done_fn done, void *ctx) {
     }
     r.f.topic = q->topic;
     r.f.payload = q->payload;
-    if (q->channel_type == CHANNEL_PERSON) {
+    if (q->n_subscribers) {
+        route_to_subscribers(q, &r, fake);
+    } else if (q->channel_type == CHANNEL_PERSON) {
         r.f.channel_id = (mp_str){fake, msg_person_fake_id(r.f.from_uid, q->channel_id, fake)};
         r.peer_uid = q->channel_id;
     } else {
-        r.f.channel_id = q->channel_id;
+        memcpy(fake, q->channel_id.p, q->channel_id.len);
+        r.f.channel_id = (mp_str){fake, q->channel_id.len};
+    }
+    if (!q->n_subscribers && (r.f.flags & PROTO_FLAG_SYNCONCE) && !chan_is_cmd(r.f.channel_id)) {
+        /* spec §5.7: an API sync_once send goes to the channel's command channel */
+        memcpy(fake + r.f.channel_id.len, CHAN_CMD_SUFFIX, CHAN_CMD_SUFFIX_LEN);
+        r.f.channel_id.len += CHAN_CMD_SUFFIX_LEN;
     }
     chan_submit_send(&r);
 }
@@ -403,4 +438,29 @@ void im_conv_delete(mp_str uid, mp_str channel_id, uint8_t channel_type, im_done
     im_op *op = op_new(done, ctx, uid, id, MP_STR(""), NULL, 0);
     op->type = channel_type;
     op_submit(op, write_conv_delete);
+}
+
+/* ---- command read pointers (spec §5.8) ---------------------------------------------------- */
+
+static int write_advance(store_wtxn *t, void *arg) {
+    im_op *op = arg;
+    store_conv cv;
+    uint64_t now = mp_now_ns();
+    if (store_txn_get_conv(t, op->uid, op->type, op->id, &cv) != MP_OK) {
+        memset(&cv, 0, sizeof cv);
+        cv.type = chan_is_cmd(op->id) ? 1 : 0;
+        cv.created_at_ns = now;
+    } else if (cv.readed_to_seq >= (uint64_t)op->unread) {
+        return MP_OK; /* forward only */
+    }
+    cv.readed_to_seq = (uint64_t)op->unread;
+    cv.updated_at_ns = now;
+    return store_txn_put_conv(t, op->uid, op->type, op->id, &cv);
+}
+
+void im_conv_advance(mp_str uid, uint8_t channel_type, mp_str stored_id, uint64_t seq, im_done_fn done, void *ctx) {
+    im_op *op = op_new(done, ctx, uid, stored_id, MP_STR(""), NULL, 0);
+    op->type = channel_type;
+    op->unread = (int64_t)MP_MIN(seq, (uint64_t)INT64_MAX); /* the target seq */
+    op_submit(op, write_advance);
 }

@@ -33,10 +33,18 @@ typedef struct im_send_req {
     mp_str client_msg_no;  /* empty = generated */
     mp_str topic;
     mp_str payload;        /* plaintext bytes */
+    const mp_str *subscribers; /* deliver only to these uids (needs PROTO_FLAG_SYNCONCE and
+                                  an empty channel_id); NULL/0 = the channel's members */
+    size_t n_subscribers;
 } im_send_req;
 
 /* Send as a business/system sender (no SENDACK, no subscriber/black/whitelist checks;
- * ban and disband still apply). done reports reason != SUCCESS if refused. */
+ * ban and disband still apply). done reports reason != SUCCESS if refused.
+ * Command messages (spec §5.8): with PROTO_FLAG_SYNCONCE the message goes to the command
+ * channel X____cmd of the channel X (same members and rules) and every recipient gets a
+ * command conversation row, read through /message/sync. With subscribers it goes to the
+ * temp command channel "<fnv64a(uids joined by ',')>____cmd" (type 8), or, when not
+ * persisted, straight to the subscribers through "systemcmdonline". */
 void im_send(const im_send_req *r, im_done_fn done, void *ctx);
 
 /* Register a device token; device_level 1 (master) kicks the uid's other connections with
@@ -73,6 +81,11 @@ void im_channel_delete(mp_str channel_id, uint8_t channel_type, im_done_fn done,
 void im_conv_set_unread(mp_str uid, mp_str channel_id, uint8_t channel_type, int64_t unread, im_done_fn done,
                         void *ctx);
 void im_conv_delete(mp_str uid, mp_str channel_id, uint8_t channel_type, im_done_fn done, void *ctx);
+
+/* Move uid's read pointer in a stored channel (type, stored id) forward to seq; creates
+ * a missing row as a command row when the id is a command channel. done may be NULL.
+ * Used by /message/syncack and by a master device's RECVACK of a command message. */
+void im_conv_advance(mp_str uid, uint8_t channel_type, mp_str stored_id, uint64_t seq, im_done_fn done, void *ctx);
 
 /* Shared read-only context for handlers (valid for the server's lifetime). */
 store *im_store(void);

@@ -16,6 +16,7 @@ typedef struct pending_recv {
     uint64_t sent_ms;
     uint32_t tries;
     uint32_t len;
+    uint8_t cmd;    /* a stored command message: a master's RECVACK moves the read pointer */
     uint8_t data[]; /* the encoded RECV, re-sent byte-identically */
 } pending_recv;
 
@@ -197,7 +198,7 @@ static int on_send(conn *c, const proto_frame *f) {
 
 /* ---- RECV / RECVACK ---------------------------------------------------------------- */
 
-static void pending_add(conn *c, int64_t message_id, const uint8_t *p, size_t n) {
+static void pending_add(conn *c, int64_t message_id, int cmd, const uint8_t *p, size_t n) {
     if (c->n_pending >= MAX_PENDING_PER_CONN) { /* drop the oldest: bounded memory */
         pending_recv *old = c->pending;
         c->pending = old->next;
@@ -210,6 +211,7 @@ static void pending_add(conn *c, int64_t message_id, const uint8_t *p, size_t n)
     pr->message_id = message_id;
     pr->sent_ms = mp_mono_ms();
     pr->tries = 0;
+    pr->cmd = (uint8_t)cmd;
     pr->len = (uint32_t)n;
     memcpy(pr->data, p, n);
     if (c->pending_tail) c->pending_tail->next = pr;
@@ -218,17 +220,20 @@ static void pending_add(conn *c, int64_t message_id, const uint8_t *p, size_t n)
     c->n_pending++;
 }
 
-static void pending_remove(conn *c, int64_t message_id) {
+/* Drop the pending RECV of message_id; returns whether it was a command message. */
+static int pending_remove(conn *c, int64_t message_id) {
     pending_recv *prev = NULL;
     for (pending_recv *p = c->pending; p; prev = p, p = p->next) {
         if (p->message_id != message_id) continue;
         if (prev) prev->next = p->next;
         else c->pending = p->next;
         if (c->pending_tail == p) c->pending_tail = prev;
+        int cmd = p->cmd;
         free(p);
         c->n_pending--;
-        return;
+        return cmd;
     }
+    return 0;
 }
 
 static int encode_recv(conn *c, mp_msg *m, mp_buf *out) {
@@ -240,7 +245,8 @@ static int encode_recv(conn *c, mp_msg *m, mp_buf *out) {
     if (own) r.flags &= (uint8_t)~PROTO_FLAG_REDDOT;
     r.setting = f->setting;
     r.from_uid = mp_str_eq_c(f->from_uid, MP_SYSTEM_UID) ? MP_STR("") : f->from_uid;
-    r.channel_id = f->channel_type == CHANNEL_PERSON ? msg_person_peer(f->channel_id, uid) : f->channel_id;
+    mp_str channel = chan_cmd_origin(f->channel_id); /* command messages show their channel */
+    r.channel_id = f->channel_type == CHANNEL_PERSON ? msg_person_peer(channel, uid) : channel;
     r.channel_type = f->channel_type;
     r.expire = f->expire;
     r.client_msg_no = f->client_msg_no;
@@ -300,14 +306,28 @@ void session_deliver(worker *w, uint64_t conn_id, mp_msg *m) {
     }
     conn_write_packet(c, out.data, out.len);
     c->out_msgs++;
-    if (!(m->f.flags & PROTO_FLAG_NOPERSIST)) pending_add(c, m->f.message_id, out.data, out.len);
+    if (!(m->f.flags & PROTO_FLAG_NOPERSIST))
+        pending_add(c, m->f.message_id, (m->f.flags & PROTO_FLAG_SYNCONCE) && chan_is_cmd(m->f.channel_id), out.data,
+                    out.len);
     mp_buf_free(&out);
+}
+
+/* spec §5.8: a master device's RECVACK of a stored command message moves the user's
+ * command read pointer to it, so /message/sync will not return it again. */
+static void ack_command(conn *c, int64_t message_id) {
+    store_rtxn *r;
+    if (store_rtxn_begin(im_store(), &r) != MP_OK) return;
+    msg_fields m;
+    if (store_get_message_by_id(r, message_id, &m) == MP_OK && chan_is_cmd(m.channel_id))
+        im_conv_advance(mp_str_c(c->uid), m.channel_type, m.channel_id, m.seq, NULL, NULL);
+    store_rtxn_end(r);
 }
 
 static int on_recvack(conn *c, const proto_frame *f) {
     proto_recvack a;
     if (proto_decode_recvack(f->body, f->body_len, f->flags, c->version, &a) != MP_OK) return MP_EPROTO;
-    if (!(f->flags & PROTO_FLAG_NOPERSIST)) pending_remove(c, a.message_id);
+    if (!(f->flags & PROTO_FLAG_NOPERSIST) && pending_remove(c, a.message_id) && c->device_level == 1)
+        ack_command(c, a.message_id);
     return MP_OK;
 }
 
