@@ -73,6 +73,12 @@ static const opt options[] = {
      "Check the CONNECT token against the token registered with /user/token. Turn on in production."},
     {"managerToken", OPT_STRING, F(manager_token), "", 0, 0, NULL,
      "If set, every HTTP API request needs this value in its `token` header; empty leaves the API open."},
+    {"managerUID", OPT_STRING, F(manager_uid), "____manager", 0, 0, check_nonempty,
+     "The manager user: when managerToken is set, this uid connects with managerToken as its token "
+     "(as a slave device) instead of a /user/token token."},
+    {"customerService.visitorsSuffix", OPT_STRING, F(visitors_suffix), "___vstr", 0, 0, NULL,
+     "uids ending with this suffix are visitors: they connect without a registered token even "
+     "when tokenAuthOn is true (always as slaves). Empty = no visitors."},
     {"disableEncryption", OPT_BOOL, F(disable_encryption), "false", 0, 0, NULL,
      "Send and accept payloads in plaintext, without msgKey (both sides must agree)."},
     {"whitelistOffOfPerson", OPT_BOOL, F(whitelist_off_of_person), "true", 0, 0, NULL,

@@ -19,6 +19,8 @@ typedef struct mp_config {
     int workers;             /* workers    default 0 = number of CPUs */
     int token_auth_on;       /* tokenAuthOn default 0 */
     char *manager_token;     /* managerToken default "" (API open) */
+    char *manager_uid;       /* managerUID default "____manager" */
+    char *visitors_suffix;   /* customerService.visitorsSuffix default "___vstr" */
     int disable_encryption;  /* disableEncryption default 0 */
     int whitelist_off_of_person; /* whitelistOffOfPerson default 1 */
     int disable_cmd_message_sync; /* disableCMDMessageSync */

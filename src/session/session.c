@@ -1,6 +1,8 @@
 /* session.c - protocol sessions: authentication, SEND intake, RECV output, retries. */
 #include "session.h"
 
+#include <openssl/crypto.h>
+
 #include "../channel/channel.h"
 #include "../common/log.h"
 #include "../core/im.h"
@@ -38,6 +40,12 @@ static void send_connack_failure(conn *c, uint8_t version, uint8_t reason) {
     conn_close(c, "connect refused");
 }
 
+/* spec §5.1: visitors (customer service) connect without a registered token. */
+static int is_visitor(mp_str uid) {
+    size_t n = strlen(g_cfg->visitors_suffix);
+    return n && uid.len > n && memcmp(uid.p + uid.len - n, g_cfg->visitors_suffix, n) == 0;
+}
+
 /* Returns REASON_SUCCESS or the failure reason; fills level. */
 static uint8_t authenticate(const proto_connect *p, uint8_t *level) {
     *level = 0;
@@ -45,7 +53,12 @@ static uint8_t authenticate(const proto_connect *p, uint8_t *level) {
     store_rtxn *r;
     if (store_rtxn_begin(im_store(), &r) != MP_OK) return REASON_SYSTEM_ERROR;
     uint8_t reason = REASON_SUCCESS;
-    if (g_cfg->token_auth_on) {
+    mp_str manager_token = mp_str_c(g_cfg->manager_token);
+    if (manager_token.len && mp_str_eq_c(p->uid, g_cfg->manager_uid)) {
+        /* spec §5.1: the manager uid's token is managerToken; it connects as a slave */
+        if (p->token.len != manager_token.len || CRYPTO_memcmp(p->token.p, manager_token.p, manager_token.len) != 0)
+            reason = REASON_AUTH_FAIL;
+    } else if (g_cfg->token_auth_on && !is_visitor(p->uid)) {
         store_device d;
         int rc = store_get_device(r, p->uid, p->device_flag, &d);
         if (rc == MP_ENOTFOUND || (rc == MP_OK && (p->token.len == 0 || !mp_str_eq(d.token, p->token))))

@@ -150,7 +150,8 @@ export class MagpieServer {
       try {
         const r = await fetch(`${this.httpBase}/health`, { signal: AbortSignal.timeout(500) });
         await r.text();
-        if (r.status === 200 && await tcpProbe(this.tcpPort) && await tcpProbe(this.wsPort)) return;
+        // 401: a managerToken is configured, and the API is up all the same.
+        if ((r.status === 200 || r.status === 401) && await tcpProbe(this.tcpPort) && await tcpProbe(this.wsPort)) return;
         last = `health ${r.status}`;
       } catch (e) {
         last = e.cause?.code ?? e.message;
