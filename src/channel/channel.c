@@ -296,7 +296,7 @@ static void fan_out(chan *c, const chan_send *r, mp_msg *m) {
     if (c->type == CHANNEL_PERSON) {
         mp_str uids[2];
         size_t n = 0;
-        mp_str from = m->f.from_uid, peer = msg_person_peer(m->f.channel_id, from);
+        mp_str from = m->f.from_uid, peer = msg_person_peer(chan_cmd_origin(m->f.channel_id), from);
         if (!mp_str_eq_c(from, MP_SYSTEM_UID)) uids[n++] = from;
         if (!mp_str_eq(peer, from) && !mp_str_eq_c(peer, MP_SYSTEM_UID)) uids[n++] = peer;
         presence_deliver(m, uids, n, r->conn_id);

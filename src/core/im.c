@@ -57,7 +57,7 @@ mp_str im_stored_channel_id(uint8_t channel_type, mp_str channel_id, mp_str view
     return (mp_str){out, msg_person_fake_id(channel_id, viewer, out)};
 }
 
-static void random_client_msg_no(char out[33]) {
+void im_new_client_msg_no(char out[33]) {
     uint8_t raw[16];
     RAND_bytes(raw, sizeof raw);
     static const char hex[] = "0123456789abcdef";
@@ -116,7 +116,7 @@ void im_send(const im_send_req *q, im_done_fn done, void *ctx) {
     if (q->client_msg_no.len) {
         r.f.client_msg_no = q->client_msg_no;
     } else {
-        random_client_msg_no(cmn);
+        im_new_client_msg_no(cmn);
         r.f.client_msg_no = (mp_str){cmn, 33};
     }
     r.f.topic = q->topic;

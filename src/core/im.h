@@ -87,6 +87,9 @@ void im_conv_delete(mp_str uid, mp_str channel_id, uint8_t channel_type, im_done
  * Used by /message/syncack and by a master device's RECVACK of a command message. */
 void im_conv_advance(mp_str uid, uint8_t channel_type, mp_str stored_id, uint64_t seq, im_done_fn done, void *ctx);
 
+/* A fresh client_msg_no as WuKongIM makes one: 32 random hex digits and "0" (no NUL). */
+void im_new_client_msg_no(char out[33]);
+
 /* Shared read-only context for handlers (valid for the server's lifetime). */
 store *im_store(void);
 const mp_config *im_config(void);

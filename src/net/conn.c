@@ -11,6 +11,7 @@
 #include "../common/log.h"
 #include "../common/map.h"
 #include "../proto/packet.h"
+#include "../session/jsonrpc.h"
 #include "../session/session.h"
 #include "ws.h"
 
@@ -37,6 +38,7 @@ static atomic_uint g_total_conns;
 
 static void conn_really_close(conn *c);
 static void conn_flush(conn *c);
+static void conn_write_text(conn *c, const uint8_t *p, size_t n);
 static int out_would_overflow(conn *c, size_t n);
 
 /* ---- listeners ------------------------------------------------------------------- */
@@ -107,8 +109,47 @@ static void maybe_shrink(mp_buf *b) {
     if (b->len == 0 && b->cap > IDLE_BUF_KEEP) mp_buf_free(b);
 }
 
+/* JSON-RPC input: each complete object becomes the binary packet it stands for (handed
+ * to the session like any other) and/or a direct answer. Returns bytes consumed or <0. */
+static ssize_t parse_rpc(conn *c, const uint8_t *p, size_t n) {
+    size_t off = 0;
+    mp_buf pkt = MP_BUF_INIT, reply = MP_BUF_INIT;
+    int rc = MP_OK;
+    while (off < n && c->state != CONN_CLOSING && rc == MP_OK) {
+        size_t start, len;
+        rc = jsonrpc_next(p + off, n - off, g_cfg->max_packet_size, &start, &len);
+        if (rc == MP_EAGAIN) {
+            rc = MP_OK;
+            break;
+        }
+        if (rc != MP_OK) break;
+        pkt.len = reply.len = 0;
+        rc = jsonrpc_request(c->rpc, (const char *)p + off + start, len, c->state == CONN_READY ? c->version : 5, &pkt,
+                             &reply);
+        off += start + len;
+        c->in_bytes += start + len;
+        if (reply.len) conn_write_text(c, reply.data, reply.len);
+        proto_frame f;
+        if (rc == MP_OK && pkt.len && proto_frame_parse(pkt.data, pkt.len, UINT32_MAX, &f) == MP_OK)
+            rc = session_on_packet(c, &f);
+    }
+    mp_buf_free(&pkt);
+    mp_buf_free(&reply);
+    if (rc != MP_OK) {
+        LOG_DEBUG("net", "conn=%llu bad JSON-RPC input: %s", (unsigned long long)c->id, mp_strerror(rc));
+        return rc;
+    }
+    return (ssize_t)off;
+}
+
 /* Parse protocol packets from p[0..n); returns bytes consumed or <0 to close. */
 static ssize_t parse_packets(conn *c, const uint8_t *p, size_t n) {
+    if (!c->rpc && c->state == CONN_PREAUTH && c->in_bytes == 0) {
+        int is_rpc = jsonrpc_detect(p, n); /* the first byte decides, for good */
+        if (is_rpc == MP_EAGAIN) return 0;
+        if (is_rpc) c->rpc = jsonrpc_new();
+    }
+    if (c->rpc) return parse_rpc(c, p, n);
     size_t off = 0;
     while (off < n && c->state != CONN_CLOSING) {
         proto_frame f;
@@ -247,6 +288,7 @@ static void on_closed(uv_handle_t *h) {
     conn *c = h->data;
     struct conn_mgr *m = c->w->conns;
     session_on_close(c);
+    jsonrpc_free(c->rpc);
     map_del_u64(m->by_id, c->id);
     atomic_fetch_sub(&g_total_conns, 1);
     mp_buf_free(&c->in);
@@ -323,7 +365,33 @@ static int out_would_overflow(conn *c, size_t n) {
     return 1;
 }
 
+/* Queue JSON text: one WebSocket text message, or raw bytes on TCP. */
+static void conn_write_text(conn *c, const uint8_t *p, size_t n) {
+    if (c->state == CONN_CLOSING && uv_is_closing((uv_handle_t *)&c->tcp)) return;
+    if (out_would_overflow(c, n + 10)) return;
+    if (c->is_ws) {
+        uint8_t hdr[10];
+        size_t hl = ws_frame_header(WS_OP_TEXT, n, hdr);
+        mp_buf_append(&c->out, hdr, hl);
+    }
+    mp_buf_append(&c->out, p, n);
+    c->out_bytes += n;
+    mark_dirty(c);
+}
+
+/* A JSON-RPC connection gets the JSON form of the packet (or nothing, if it has none). */
+static void write_packet_as_rpc(conn *c, const uint8_t *p, size_t n) {
+    mp_buf json = MP_BUF_INIT;
+    if (jsonrpc_from_packet(c->rpc, p, n, c->version ? c->version : 5, &json) == MP_OK)
+        conn_write_text(c, json.data, json.len);
+    mp_buf_free(&json);
+}
+
 void conn_write_packet(conn *c, const uint8_t *p, size_t n) {
+    if (c->rpc) {
+        write_packet_as_rpc(c, p, n);
+        return;
+    }
     if (c->state == CONN_CLOSING && uv_is_closing((uv_handle_t *)&c->tcp)) return;
     if (out_would_overflow(c, n + 10)) return;
     if (c->is_ws) {

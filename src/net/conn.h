@@ -23,6 +23,7 @@ enum conn_state {
 };
 
 struct pending_recv; /* session.c: RECVs awaiting RECVACK */
+struct jsonrpc_state; /* session/jsonrpc.c: set when the client speaks JSON-RPC */
 
 typedef struct conn {
     uv_tcp_t tcp;
@@ -54,6 +55,9 @@ typedef struct conn {
     struct pending_recv *pending_tail;
     uint32_t n_pending;
     uint64_t in_msgs, out_msgs, in_bytes, out_bytes;
+    /* JSON-RPC (wire spec §9): decided by the first byte; owned by the connection. Packets
+     * the session writes are translated to JSON text on the way out. */
+    struct jsonrpc_state *rpc;
 } conn;
 
 /* Set up this worker's connection table and listeners (TCP addr and WebSocket wsAddr,

@@ -31,6 +31,7 @@ int64_t im_next_message_id(void); /* im.c */
 /* ---- CONNECT ----------------------------------------------------------------------- */
 
 static void send_connack_failure(conn *c, uint8_t version, uint8_t reason) {
+    c->version = version; /* the version the CONNACK is encoded at (JSON-RPC decodes it) */
     proto_connack a = {0};
     a.reason = reason;
     mp_buf out = MP_BUF_INIT;
@@ -93,7 +94,7 @@ static int on_connect(conn *c, const proto_frame *f) {
     }
     char server_pub[45] = "";
     uint8_t salt[16];
-    if (!g_cfg->disable_encryption) {
+    if (!g_cfg->disable_encryption && !c->rpc) { /* JSON-RPC is never encrypted (spec §9) */
         if (p.client_key.len == 0) {
             send_connack_failure(c, version, REASON_CLIENT_KEY_IS_EMPTY);
             return MP_OK;
