@@ -83,6 +83,8 @@ static const opt options[] = {
      "Send and accept payloads in plaintext, without msgKey (both sides must agree)."},
     {"whitelistOffOfPerson", OPT_BOOL, F(whitelist_off_of_person), "true", 0, 0, NULL,
      "When false, person-to-person messages need the sender on the recipient's whitelist."},
+    {"disableJSONRPC", OPT_BOOL, F(disable_jsonrpc), "false", 0, 0, NULL,
+     "Refuse JSON-RPC clients (connections whose first byte is '{'); only the binary protocol is spoken."},
     {"disableCMDMessageSync", OPT_BOOL, F(disable_cmd_message_sync), "false", 0, 0, NULL,
      "When true, /message/sync answers [] and /message/syncack does nothing (command messages "
      "are still stored and delivered online)."},

@@ -24,6 +24,7 @@ typedef struct mp_config {
     int disable_encryption;  /* disableEncryption default 0 */
     int whitelist_off_of_person; /* whitelistOffOfPerson default 1 */
     int disable_cmd_message_sync; /* disableCMDMessageSync */
+    int disable_jsonrpc;          /* disableJSONRPC */
     char *durability;        /* durability "fsync" (default) | "interval" */
     uint32_t sync_interval_ms; /* syncInterval default 100ms (interval mode) */
     uint64_t store_map_size; /* store.mapSize default 64GiB */

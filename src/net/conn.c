@@ -144,7 +144,7 @@ static ssize_t parse_rpc(conn *c, const uint8_t *p, size_t n) {
 
 /* Parse protocol packets from p[0..n); returns bytes consumed or <0 to close. */
 static ssize_t parse_packets(conn *c, const uint8_t *p, size_t n) {
-    if (!c->rpc && c->state == CONN_PREAUTH && c->in_bytes == 0) {
+    if (!c->rpc && c->state == CONN_PREAUTH && c->in_bytes == 0 && !g_cfg->disable_jsonrpc) {
         int is_rpc = jsonrpc_detect(p, n); /* the first byte decides, for good */
         if (is_rpc == MP_EAGAIN) return 0;
         if (is_rpc) c->rpc = jsonrpc_new();
