@@ -10,6 +10,7 @@
 #include "config/config.h"
 #include "core/im.h"
 #include "core/presence.h"
+#include "core/sysuid.h"
 #include "core/worker.h"
 #include "net/conn.h"
 #include "session/session.h"
@@ -153,6 +154,7 @@ int main(int argc, char **argv) {
     workers_run();
     workers_destroy_begin(); /* join workers 1.. before the store goes away */
     store_close(st);         /* every submitted write finishes and is synced */
+    sysuid_free();
     for (int i = 0; i < nworkers; i++) {
         presence_free(worker_get(i));
         chan_free(worker_get(i));

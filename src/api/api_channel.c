@@ -226,3 +226,21 @@ void api_whitelist_get(api_req *r) {
     }
     api_reply_json(r, 200, w.arr);
 }
+
+/* ---- temp channels (spec §4.4, §5.13) ------------------------------------------------------- */
+
+#define TMP_SUBSCRIBERS_MAX 10000
+
+/* POST /tmpchannel/subscriber_set {"channel_id","uids"}: the in-memory recipients of
+ * temp channel (channel_id, 8); channel_type in the body is ignored. */
+void api_tmpchannel_subscriber_set(api_req *r) {
+    chan_req c;
+    if (!chan_req_parse(r, &c, "uids", CHK_ID_BLANK | CHK_ID_VALID | CHK_UIDS)) return;
+    if (c.n != c.n_raw) ju_fail(&c.j, "uids must not contain blank entries");
+    else if (c.n > TMP_SUBSCRIBERS_MAX) ju_fail(&c.j, "uids has %zu entries (at most %d)", c.n, TMP_SUBSCRIBERS_MAX);
+    for (size_t i = 0; i < c.n && !c.j.failed; i++)
+        if (!im_valid_id(c.uids[i])) ju_fail(&c.j, "uids[%zu] is not a valid uid", i);
+    if (chan_req_reject(r, &c)) return;
+    im_tmp_subscribers_set(c.id, c.uids, c.n, api_im_done_ok, r);
+    chan_req_free(&c);
+}

@@ -1,22 +1,26 @@
-/* api_conversation.c - POST /conversation/sync (spec §4.6, algorithm §5.9) and the
- * read-position mutations /conversations/setUnread, /clearUnread and /delete.
+/* api_conversation.c - the conversation endpoints (spec §4.6, model §5.9): the list
+ * /conversation/sync and its helpers /conversation/syncByChannels, /conversation/syncMessages
+ * and /conversation/channels, and the read-position mutations /conversations/setUnread,
+ * /clearUnread and /delete.
  *
  * conversation/sync reads the store in one read transaction: the user's chat rows (newest
  * updated_at first, at most CONV_USER_MAX, as WuKongIM), filtered, each bounded below by
  * the client's last_msg_seqs / read pointer / deleted_at_seq. Conversations without a
  * message above the bound are dropped; the rest are ordered newest message first (WuKongIM
- * keeps row order and leaves sorting to clients), then paged, then their recents read. */
-#include <stdio.h>
-
+ * keeps row order and leaves sorting to clients), then paged, then their recents read.
+ * syncByChannels answers the same row shape for channels the caller names (conv_json is
+ * shared), with no bound and also for channels without messages. */
 #include "../core/msg.h"
 #include "api_routes.h"
 #include "json_util.h"
-#include "message_resp.h"
 
 #define CONV_USER_MAX 1000     /* WuKongIM conversation.userMaxCount default */
 #define CONV_PAGE_DEFAULT 100
 #define CONV_PAGE_MAX 500
 #define CONV_RECENTS_MAX 10000 /* msg_count cap (WuKongIM has none) */
+#define CONV_MSG_COUNT_DEFAULT 15 /* syncByChannels / syncMessages, as WuKongIM */
+#define CONV_CHANNELS_MAX 1000 /* entries of a "channels" list (WuKongIM has no cap) */
+#define USER_SEQ_SCAN 1000     /* newest messages searched for user_last_msg_seq */
 #define CMD_SUFFIX "____cmd"
 
 /* One "channelId:channelType:seq" entry of last_msg_seqs. */
@@ -40,12 +44,12 @@ typedef struct conv_sync_req {
 
 typedef struct conv_cand {
     uint8_t type;
-    mp_str id;        /* stored id (view into the read transaction) */
+    mp_str id;        /* stored id (view into the read transaction or the request) */
     mp_str real;      /* channel_id as answered */
     store_conv row;
     uint64_t after;   /* recents have seq > after */
     uint64_t last;    /* channel last seq */
-    uint32_t timestamp;
+    uint32_t timestamp; /* newest message above the bound (the sync's sort key) */
     size_t order;
 } conv_cand;
 
@@ -125,6 +129,9 @@ static int sync_parse(ju *j, conv_sync_req *q) {
 
 /* ---- candidates ----------------------------------------------------------------------------- */
 
+/* A store read error that means "nothing there": no row, or an id too long to be a key. */
+static int missing(int rc) { return rc == MP_ENOTFOUND || rc == MP_ETOOBIG; }
+
 static int collect_conv(void *ctx, uint8_t type, mp_str id, const store_conv *c) {
     conv_list *l = ctx;
     if (c->type != 0) return 0; /* command conversations never appear here */
@@ -150,6 +157,18 @@ static int by_timestamp_desc(const void *a, const void *b) {
     const conv_cand *x = a, *y = b;
     if (x->timestamp != y->timestamp) return x->timestamp > y->timestamp ? -1 : 1;
     return x->order < y->order ? -1 : x->order > y->order;
+}
+
+/* The user's chat rows, newest updated_at first, at most CONV_USER_MAX (WuKongIM's
+ * GetLastConversations); ids are views into tx. order is the position in that list. */
+static int load_conv_rows(store_rtxn *tx, mp_str uid, conv_list *l) {
+    int rc = store_scan_convs(tx, uid, collect_conv, l);
+    if (missing(rc)) rc = MP_OK;
+    for (size_t i = 0; i < l->n; i++) l->v[i].order = i;
+    if (l->n > 1) qsort(l->v, l->n, sizeof *l->v, by_updated_desc);
+    if (l->n > CONV_USER_MAX) l->n = CONV_USER_MAX;
+    for (size_t i = 0; i < l->n; i++) l->v[i].order = i; /* ties in later sorts keep this order */
+    return rc;
 }
 
 static int excluded(const conv_sync_req *q, const conv_cand *k) {
@@ -193,15 +212,19 @@ static int conv_eligible(store_rtxn *tx, const conv_sync_req *q, conv_cand *k) {
     return nw.found;
 }
 
-/* ---- answer ----------------------------------------------------------------------------------- */
+/* ---- answer rows ------------------------------------------------------------------------------ */
 
+/* Messages collected for a row. The newest-message fields are meaningful for a descending
+ * scan (conv_json); /conversation/syncMessages also scans ascending and ignores them. */
 typedef struct recents_ctx {
+    store_rtxn *tx;         /* stream fields are read in the scan's transaction */
     json_t *arr;
     mp_str uid;
     uint64_t readed;
     uint64_t own_seq;       /* newest message of the user above the read pointer */
     int newest_is_own;
     uint64_t newest_seq;
+    uint32_t newest_ts;
     mp_str newest_cmn;
 } recents_ctx;
 
@@ -211,18 +234,29 @@ static int recent_cb(void *ctx, const msg_fields *m) {
     if (json_array_size(rc->arr) == 0) {
         rc->newest_is_own = own;
         rc->newest_seq = m->seq;
+        rc->newest_ts = m->timestamp;
         rc->newest_cmn = m->client_msg_no;
     }
     if (own && !rc->own_seq && m->seq > rc->readed) rc->own_seq = m->seq;
-    json_array_append_new(rc->arr, message_resp_json(m));
+    /* WuKongIM fills the stream fields (with snapshots) in every recents list */
+    json_array_append_new(rc->arr, api_stream_message_json(rc->tx, m, 1));
     return 0;
 }
 
-static json_t *conv_json(store_rtxn *tx, const conv_sync_req *q, const conv_cand *k) {
-    recents_ctx rc = {json_array(), q->uid, k->row.readed_to_seq, 0, 0, 0, {"", 0}};
-    store_scan_messages(tx, k->type, k->id, k->after + 1, k->last, 1, (size_t)MP_MIN(q->msg_count, CONV_RECENTS_MAX),
-                        recent_cb, &rc);
-    uint64_t last = rc.newest_seq ? rc.newest_seq : k->last;
+/* Append k's row (spec §4.6) to out: its newest `count` messages above k->after as
+ * recents, newest first, and the unread state computed from them. A channel without such
+ * messages gets an empty row (timestamp 0, version = the row's updated_at), as
+ * syncByChannels answers it. Returns MP_OK or a store error. */
+static int conv_json(store_rtxn *tx, mp_str uid, size_t count, const conv_cand *k, json_t *out) {
+    recents_ctx rc = {tx, json_array(), uid, k->row.readed_to_seq, 0, 0, 0, 0, {"", 0}};
+    int err = k->last > k->after
+                  ? store_scan_messages(tx, k->type, k->id, k->after + 1, k->last, 1, count, recent_cb, &rc)
+                  : MP_OK;
+    if (err != MP_OK && !missing(err)) {
+        json_decref(rc.arr);
+        return err;
+    }
+    uint64_t last = rc.newest_seq;
     uint64_t readed = k->row.readed_to_seq;
     uint64_t unread = last > readed ? last - readed : 0;
     if (rc.own_seq && last - rc.own_seq < unread) { /* messages up to the user's own are read */
@@ -233,19 +267,23 @@ static json_t *conv_json(store_rtxn *tx, const conv_sync_req *q, const conv_cand
         unread = 0;
         readed = last;
     }
+    uint64_t version = last ? (uint64_t)rc.newest_ts * 1000000000u : k->row.updated_at_ns;
     json_t *o = json_object();
     json_object_set_new(o, "channel_id", ju_string(k->real));
     json_object_set_new(o, "channel_type", json_integer(k->type));
     json_object_set_new(o, "unread", json_integer((json_int_t)unread));
-    json_object_set_new(o, "timestamp", json_integer(k->timestamp));
+    json_object_set_new(o, "timestamp", json_integer(rc.newest_ts));
     json_object_set_new(o, "last_msg_seq", json_integer((json_int_t)last));
     json_object_set_new(o, "last_client_msg_no", ju_string(rc.newest_cmn));
     json_object_set_new(o, "offset_msg_seq", json_integer(0));
     json_object_set_new(o, "readed_to_msg_seq", json_integer((json_int_t)readed));
-    json_object_set_new(o, "version", json_integer((json_int_t)k->timestamp * 1000000000));
+    json_object_set_new(o, "version", json_integer((json_int_t)version));
     json_object_set_new(o, "recents", rc.arr);
-    return o;
+    json_array_append_new(out, o);
+    return MP_OK;
 }
+
+/* ---- /conversation/sync ------------------------------------------------------------------------ */
 
 /* Build the answer array; returns MP_OK or a store error. */
 static int conv_sync_read(const conv_sync_req *q, json_t *out) {
@@ -253,15 +291,10 @@ static int conv_sync_read(const conv_sync_req *q, json_t *out) {
     int rc = store_rtxn_begin(im_store(), &tx);
     if (rc != MP_OK) return rc;
     conv_list l = {0};
-    rc = store_scan_convs(tx, q->uid, collect_conv, &l);
-    if (rc == MP_ENOTFOUND) rc = MP_OK;
-    for (size_t i = 0; i < l.n; i++) l.v[i].order = i;
-    if (l.n > 1) qsort(l.v, l.n, sizeof *l.v, by_updated_desc);
+    rc = load_conv_rows(tx, q->uid, &l);
     size_t n = 0;
-    for (size_t i = 0; rc == MP_OK && i < l.n && i < CONV_USER_MAX; i++) {
-        l.v[i].order = i; /* ties in the timestamp sort keep updated_at order */
+    for (size_t i = 0; rc == MP_OK && i < l.n; i++)
         if (conv_eligible(tx, q, &l.v[i])) l.v[n++] = l.v[i];
-    }
     if (n > 1) qsort(l.v, n, sizeof *l.v, by_timestamp_desc);
     size_t from = 0, to = n;
     if (q->page > 0) {
@@ -270,7 +303,8 @@ static int conv_sync_read(const conv_sync_req *q, json_t *out) {
         from = start >= n ? n : (size_t)start;
         to = MP_MIN(n, from + (size_t)size);
     }
-    for (size_t i = from; rc == MP_OK && i < to; i++) json_array_append_new(out, conv_json(tx, q, &l.v[i]));
+    size_t count = (size_t)MP_MIN(q->msg_count, CONV_RECENTS_MAX);
+    for (size_t i = from; rc == MP_OK && i < to; i++) rc = conv_json(tx, q->uid, count, &l.v[i], out);
     free(l.v);
     store_rtxn_end(tx);
     return rc;
@@ -290,6 +324,231 @@ void api_conversation_sync(api_req *r) {
     json_t *out = json_array();
     int rc = q.msg_count >= 1 ? conv_sync_read(&q, out) : MP_OK; /* msg_count < 1: [] (spec §4.6) */
     free(q.hints);
+    json_decref(root);
+    if (rc != MP_OK) {
+        json_decref(out);
+        api_reply_error(r, 500, "reading conversations failed: %s", mp_strerror(rc));
+        return;
+    }
+    api_reply_json(r, 200, out);
+}
+
+/* ---- channel lists: syncByChannels, syncMessages ---------------------------------------------- */
+
+/* One entry of a request's "channels" list. */
+typedef struct chan_ref {
+    mp_str id;
+    uint8_t type;
+    uint64_t last_msg_seq; /* syncMessages only */
+} chan_ref;
+
+/* "channels": [{"channel_id","channel_type"[,"last_msg_seq"]}, ...] into *out (caller
+ * frees; views into the document). Missing or null gives 0 entries. Every entry needs a
+ * channel_id and a channel_type other than 0; more than CONV_CHANNELS_MAX entries fail. */
+static size_t channels_parse(ju *j, int with_seq, chan_ref **out) {
+    *out = NULL;
+    json_t *v = j->failed ? NULL : json_object_get(j->obj, "channels");
+    if (!v || json_is_null(v)) return 0;
+    if (!json_is_array(v)) {
+        ju_fail(j, "field \"channels\" must be an array of objects");
+        return 0;
+    }
+    size_t n = json_array_size(v);
+    if (n > CONV_CHANNELS_MAX) {
+        ju_fail(j, "channels has %zu entries, at most %d are allowed", n, CONV_CHANNELS_MAX);
+        return 0;
+    }
+    chan_ref *a = n ? mp_calloc(n, sizeof *a) : NULL;
+    for (size_t i = 0; i < n && !j->failed; i++) {
+        json_t *e = json_array_get(v, i);
+        if (!json_is_object(e)) {
+            ju_fail(j, "channels[%zu] must be an object", i);
+            break;
+        }
+        ju ej;
+        ju_init(&ej, e);
+        a[i].id = ju_str(&ej, "channel_id");
+        a[i].type = (uint8_t)ju_uint(&ej, "channel_type", 255);
+        if (with_seq) a[i].last_msg_seq = ju_uint(&ej, "last_msg_seq", UINT64_MAX);
+        if (ej.failed) ju_fail(j, "channels[%zu]: %s", i, ej.err);
+        else if (ju_blank(a[i].id)) ju_fail(j, "channels[%zu].channel_id is required", i);
+        else if (a[i].type == 0) ju_fail(j, "channels[%zu].channel_type is required (not 0)", i);
+    }
+    if (j->failed) {
+        free(a);
+        return 0;
+    }
+    *out = a;
+    return n;
+}
+
+/* msg_count of syncByChannels and syncMessages: missing or < 1 means 15, as WuKongIM. */
+static size_t msg_count_parse(ju *j) {
+    int64_t n = ju_int(j, "msg_count", INT64_MIN, INT64_MAX);
+    if (n > CONV_RECENTS_MAX) ju_fail(j, "msg_count must be at most %d", CONV_RECENTS_MAX);
+    return n < 1 ? CONV_MSG_COUNT_DEFAULT : (size_t)n;
+}
+
+static int by_channels_read(mp_str uid, const chan_ref *chs, size_t n, size_t count, json_t *out) {
+    store_rtxn *tx = NULL;
+    int rc = store_rtxn_begin(im_store(), &tx);
+    for (size_t i = 0; rc == MP_OK && i < n; i++) {
+        char *buf;
+        conv_cand k;
+        memset(&k, 0, sizeof k);
+        k.type = chs[i].type;
+        k.id = api_stored_id(k.type, chs[i].id, uid, &buf);
+        k.real = k.type == CHANNEL_PERSON ? msg_person_peer(k.id, uid) : k.id;
+        rc = store_get_conv(tx, uid, k.type, k.id, &k.row);
+        if (missing(rc)) { /* no row: nothing read, version 0 (WuKongIM's empty conversation) */
+            memset(&k.row, 0, sizeof k.row);
+            rc = MP_OK;
+        }
+        if (rc == MP_OK) rc = store_get_last_seq(tx, k.type, k.id, &k.last);
+        if (missing(rc)) rc = MP_OK; /* k.last stays 0 */
+        if (rc == MP_OK) rc = conv_json(tx, uid, count, &k, out);
+        free(buf);
+    }
+    if (tx) store_rtxn_end(tx);
+    return rc;
+}
+
+void api_conversation_sync_by_channels(api_req *r) {
+    json_t *root = api_parse_object(r);
+    if (!root) return;
+    ju j;
+    ju_init(&j, root);
+    mp_str uid = ju_str(&j, "uid");
+    chan_ref *chs;
+    size_t n = channels_parse(&j, 0, &chs);
+    size_t count = msg_count_parse(&j);
+    if (!j.failed && ju_blank(uid)) ju_fail(&j, "uid is required");
+    if (!j.failed && n == 0) ju_fail(&j, "channels is required (at least one channel)");
+    if (j.failed) {
+        free(chs);
+        json_decref(root);
+        api_reply_error(r, 400, "%s", j.err);
+        return;
+    }
+    json_t *out = json_array();
+    int rc = by_channels_read(uid, chs, n, count, out);
+    free(chs);
+    json_decref(root);
+    if (rc != MP_OK) {
+        json_decref(out);
+        api_reply_error(r, 500, "reading conversations failed: %s", mp_strerror(rc));
+        return;
+    }
+    api_reply_json(r, 200, out);
+}
+
+typedef struct own_seek {
+    mp_str uid;
+    uint64_t seq;
+} own_seek;
+
+static int own_cb(void *ctx, const msg_fields *m) {
+    own_seek *s = ctx;
+    if (!mp_str_eq(m->from_uid, s->uid)) return 0;
+    s->seq = m->seq;
+    return 1;
+}
+
+/* The seq of uid's newest message among the channel's newest USER_SEQ_SCAN (0 if none).
+ * WuKongIM reads a sender index over the whole channel; Magpie keeps none, so the search
+ * is bounded to keep one request's work bounded. */
+static int user_last_seq(store_rtxn *tx, const chan_ref *c, mp_str uid, uint64_t last, uint64_t *seq) {
+    own_seek s = {uid, 0};
+    int rc = store_scan_messages(tx, c->type, c->id, 1, last, 1, USER_SEQ_SCAN, own_cb, &s);
+    *seq = s.seq;
+    return rc;
+}
+
+/* One entry of /conversation/syncMessages: the messages from seq last_msg_seq on (0: from
+ * the start), the newest `count` newest first with by_last, else the oldest `count`
+ * ascending (WuKongIM's LoadLastMsgsWithEnd / LoadNextRangeMsgs), and user_last_msg_seq. */
+static int recent_messages_json(store_rtxn *tx, mp_str uid, const chan_ref *c, size_t count, int by_last,
+                                json_t *out) {
+    uint64_t last = 0, own = 0;
+    recents_ctx rctx = {tx, json_array(), uid, 0, 0, 0, 0, 0, {"", 0}};
+    int rc = store_get_last_seq(tx, c->type, c->id, &last);
+    if (rc == MP_OK && last > 0)
+        rc = store_scan_messages(tx, c->type, c->id, MP_MAX(c->last_msg_seq, 1), last, by_last, count, recent_cb,
+                                 &rctx);
+    if (rc == MP_OK && last > 0 && !ju_blank(uid)) rc = user_last_seq(tx, c, uid, last, &own);
+    if (rc != MP_OK && !missing(rc)) {
+        json_decref(rctx.arr);
+        return rc;
+    }
+    json_t *o = json_object();
+    json_object_set_new(o, "channel_id", ju_string(c->id));
+    json_object_set_new(o, "channel_type", json_integer(c->type));
+    json_object_set_new(o, "messages", rctx.arr);
+    json_object_set_new(o, "user_last_msg_seq", json_integer((json_int_t)own));
+    json_array_append_new(out, o);
+    return MP_OK;
+}
+
+void api_conversation_sync_messages(api_req *r) {
+    json_t *root = api_parse_object(r);
+    if (!root) return;
+    ju j;
+    ju_init(&j, root);
+    mp_str uid = ju_str(&j, "uid");
+    chan_ref *chs;
+    size_t n = channels_parse(&j, 1, &chs);
+    size_t count = msg_count_parse(&j);
+    int by_last = ju_int(&j, "order_by_last", INT64_MIN, INT64_MAX) == 1;
+    if (j.failed) {
+        free(chs);
+        json_decref(root);
+        api_reply_error(r, 400, "%s", j.err);
+        return;
+    }
+    json_t *out = json_array();
+    store_rtxn *tx = NULL;
+    int rc = n ? store_rtxn_begin(im_store(), &tx) : MP_OK;
+    for (size_t i = 0; rc == MP_OK && i < n; i++) rc = recent_messages_json(tx, uid, &chs[i], count, by_last, out);
+    if (tx) store_rtxn_end(tx);
+    free(chs);
+    json_decref(root);
+    if (rc != MP_OK) {
+        json_decref(out);
+        api_reply_error(r, 500, "reading messages failed: %s", mp_strerror(rc));
+        return;
+    }
+    api_reply_json(r, 200, out);
+}
+
+/* ---- /conversation/channels ------------------------------------------------------------------ */
+
+void api_conversation_channels(api_req *r) {
+    json_t *root = api_parse_object(r);
+    if (!root) return;
+    ju j;
+    ju_init(&j, root);
+    mp_str uid = ju_str(&j, "uid");
+    if (!j.failed && ju_blank(uid)) ju_fail(&j, "uid is required");
+    if (j.failed) {
+        json_decref(root);
+        api_reply_error(r, 400, "%s", j.err);
+        return;
+    }
+    json_t *out = json_array();
+    store_rtxn *tx;
+    conv_list l = {0};
+    int rc = store_rtxn_begin(im_store(), &tx);
+    if (rc == MP_OK) {
+        rc = load_conv_rows(tx, uid, &l);
+        for (size_t i = 0; rc == MP_OK && i < l.n; i++) { /* the stored id: the fake id for person chats */
+            json_t *o = json_object();
+            json_object_set_new(o, "channel_id", ju_string(l.v[i].id));
+            json_object_set_new(o, "channel_type", json_integer(l.v[i].type));
+            json_array_append_new(out, o);
+        }
+        store_rtxn_end(tx);
+    }
+    free(l.v);
     json_decref(root);
     if (rc != MP_OK) {
         json_decref(out);

@@ -45,20 +45,6 @@ static void send_done(void *ctx, const im_result *res) {
     api_reply_json(r, 400, o);
 }
 
-/* Header flags: only 0 and 1 are accepted. */
-static uint8_t header_flags(ju *j) {
-    json_t *h = ju_object(j, "header");
-    if (!h) return 0;
-    ju hj;
-    ju_init(&hj, h);
-    uint8_t flags = 0;
-    if (ju_int(&hj, "no_persist", 0, 1)) flags |= PROTO_FLAG_NOPERSIST;
-    if (ju_int(&hj, "red_dot", 0, 1)) flags |= PROTO_FLAG_REDDOT;
-    if (ju_int(&hj, "sync_once", 0, 1)) flags |= PROTO_FLAG_SYNCONCE;
-    if (hj.failed) ju_fail(j, "header: %s", hj.err);
-    return flags;
-}
-
 #define SEND_MAX_SUBSCRIBERS 10000
 
 /* The subscribers of a subscribers send: every entry must be a valid uid; repeats are
@@ -86,7 +72,7 @@ static size_t check_subscribers(ju *j, mp_str *subs, size_t n) {
 /* Validate a parsed send body into q (payload decoded into *payload; q->subscribers
  * points into *subs, which the caller frees). */
 static void send_parse(ju *j, im_send_req *q, mp_buf *payload, mp_str **subs_out) {
-    q->flags = header_flags(j);
+    q->flags = ju_header_flags(j);
     q->client_msg_no = ju_str(j, "client_msg_no");
     int64_t is_stream = ju_int(j, "is_stream", INT64_MIN, INT64_MAX);
     q->from_uid = ju_str(j, "from_uid");
@@ -135,6 +121,7 @@ void api_message_send(api_req *r) {
     mp_str *subs = NULL;
     send_parse(&j, &q, &payload, &subs);
     if (j.failed) api_reply_error(r, 400, "%s", j.err);
+    else if (q.setting & 0x02) api_stream_send(&q, send_done, r); /* remembers the sender */
     else im_send(&q, send_done, r);
     free(subs);
     mp_buf_free(&payload);
@@ -143,9 +130,8 @@ void api_message_send(api_req *r) {
 
 /* ---- reading history ------------------------------------------------------------------------- */
 
-/* The stored channel id for a request (the fake id for person channels). *buf is set to
- * an allocation the caller frees (or NULL). */
-static mp_str stored_id(uint8_t type, mp_str channel_id, mp_str viewer, char **buf) {
+/* Also used by the query and conversation endpoints (api_routes.h). */
+mp_str api_stored_id(uint8_t type, mp_str channel_id, mp_str viewer, char **buf) {
     *buf = mp_malloc((size_t)channel_id.len + viewer.len + 2);
     return im_stored_channel_id(type, channel_id, viewer, *buf);
 }
@@ -154,6 +140,8 @@ typedef struct sync_page {
     json_t *msgs;
     uint64_t first_seq, last_seq;
     size_t count;
+    store_rtxn *tx;  /* the scan's read transaction (stream fields are read in it) */
+    int event_full;  /* event_summary_mode "full" */
 } sync_page;
 
 static int sync_collect(void *ctx, const msg_fields *m) {
@@ -161,7 +149,7 @@ static int sync_collect(void *ctx, const msg_fields *m) {
     if (p->count == 0) p->first_seq = m->seq;
     p->last_seq = m->seq;
     p->count++;
-    json_array_append_new(p->msgs, message_resp_json(m));
+    json_array_append_new(p->msgs, api_stream_message_json(p->tx, m, p->event_full));
     return 0;
 }
 
@@ -204,6 +192,7 @@ static int sync_read(uint8_t type, mp_str id, uint64_t s, uint64_t e, int64_t mo
     uint64_t last = 0, lo, hi;
     rc = store_get_last_seq(tx, type, id, &last);
     *channel_empty = rc == MP_OK && last == 0;
+    p->tx = tx;
     if (rc == MP_OK && last > 0 && limit > 0 && sync_window(s, e, mode, limit, last, &lo, &hi))
         rc = store_scan_messages(tx, type, id, lo, hi, 0, (size_t)limit, sync_collect, p);
     store_rtxn_end(tx);
@@ -222,7 +211,7 @@ void api_channel_messagesync(api_req *r) {
     uint64_t e = ju_uint(&j, "end_message_seq", UINT64_MAX);
     int64_t limit = ju_int(&j, "limit", INT64_MIN, INT64_MAX);
     int64_t mode = ju_int(&j, "pull_mode", INT64_MIN, INT64_MAX);
-    ju_str(&j, "event_summary_mode");
+    mp_str summary = ju_str(&j, "event_summary_mode"); /* "full" (default) or "basic" */
     if (!j.failed && ju_blank(channel)) ju_fail(&j, "channel_id is required");
     if (!j.failed && ju_blank(login)) ju_fail(&j, "login_uid is required");
     if (j.failed) {
@@ -232,8 +221,8 @@ void api_channel_messagesync(api_req *r) {
     }
     uint64_t lim = limit <= 0 ? 0 : (uint64_t)MP_MIN(limit, SYNC_LIMIT_MAX);
     char *buf;
-    mp_str id = stored_id(type, channel, login, &buf);
-    sync_page p = {json_array(), 0, 0, 0};
+    mp_str id = api_stored_id(type, channel, login, &buf);
+    sync_page p = {json_array(), 0, 0, 0, NULL, api_stream_full_mode(summary)};
     int empty = 0;
     int rc = sync_read(type, id, s, e, mode, lim, &p, &empty);
     free(buf);
@@ -267,7 +256,7 @@ void api_channel_max_message_seq(api_req *r) {
         return;
     }
     char *buf;
-    mp_str id = stored_id(type, channel, login, &buf);
+    mp_str id = api_stored_id(type, channel, login, &buf);
     uint64_t last = 0;
     store_rtxn *tx;
     int rc = store_rtxn_begin(im_store(), &tx);

@@ -1,4 +1,4 @@
-/* api_system.c - /health, /route, /route/batch (spec §4.1) and two static status
+/* api_system.c - /health, /route, /route/batch, /docs* (spec §4.1) and two static status
  * endpoints WuKongIM tools poll (/migrate/result, /varz/setting). */
 #include <stdio.h>
 
@@ -26,11 +26,8 @@ static void derive_addr(const mp_config *cfg, const char *listen_addr, const cha
 
 static const char *or_empty(const char *s) { return s ? s : ""; }
 
-/* Fill tcp/ws/wss addresses as /route answers them (intranet: only tcp_addr). */
-static void route_addrs(api_req *r, json_t *o) {
+void api_client_addrs(int intranet, json_t *o) {
     const mp_config *cfg = api_cfg();
-    mp_str q;
-    int intranet = api_req_query(r, "intranet", &q) && q.len == 1 && q.p[0] == '1';
     char tcp[300], ws[300];
     if (intranet) {
         json_object_set_new(o, "tcp_addr", ju_string(mp_str_c(or_empty(cfg->intranet_tcp_addr))));
@@ -45,6 +42,14 @@ static void route_addrs(api_req *r, json_t *o) {
     json_object_set_new(o, "tcp_addr", ju_string(mp_str_c(tcp)));
     json_object_set_new(o, "ws_addr", ju_string(mp_str_c(ws)));
     json_object_set_new(o, "wss_addr", ju_string(mp_str_c(or_empty(cfg->external_wss_addr))));
+}
+
+void api_url(char *out, size_t cap) { derive_addr(api_cfg(), api_cfg()->http_addr, "http://", out, cap); }
+
+/* Fill tcp/ws/wss addresses as /route answers them (intranet: only tcp_addr). */
+static void route_addrs(api_req *r, json_t *o) {
+    mp_str q;
+    api_client_addrs(api_req_query(r, "intranet", &q) && q.len == 1 && q.p[0] == '1', o);
 }
 
 void api_route(api_req *r) {
@@ -102,5 +107,26 @@ void api_varz_setting(api_req *r) {
     json_object_set_new(o, "logger", json_pack("{s:i,s:i}", "trace_on", 0, "loki_on", 0));
     json_object_set_new(o, "prometheus_on", json_integer(0));
     json_object_set_new(o, "stress_on", json_integer(0));
+    api_reply_json(r, 200, o);
+}
+
+/* /docs, /docs/ and /docs/openapi.json: WuKongIM serves Swagger only in debug mode and
+ * answers this in release mode. Magpie has no debug mode; its API is docs/api.md. */
+void api_docs_disabled(api_req *r) {
+    json_t *o = json_object(); /* keys in Go's map order (sorted) */
+    json_object_set_new(o, "error", json_string("Documentation endpoints are disabled in release mode"));
+    json_object_set_new(o, "message",
+                        json_string("API documentation is only available in development mode for security reasons"));
+    json_object_set_new(o, "mode", json_string("release"));
+    json_object_set_new(o, "suggestion", json_string("See docs/api.md in the Magpie source tree"));
+    api_reply_json(r, 403, o);
+}
+
+void api_docs_health(api_req *r) {
+    json_t *o = json_object();
+    json_object_set_new(o, "description", json_string("Documentation service is disabled in release mode"));
+    json_object_set_new(o, "mode", json_string("release"));
+    json_object_set_new(o, "service", json_string("docs"));
+    json_object_set_new(o, "status", json_string("disabled"));
     api_reply_json(r, 200, o);
 }

@@ -55,8 +55,23 @@ static const api_route_def g_routes[] = {
     {"POST", "/route/batch", api_route_batch},
     {"GET", "/migrate/result", api_migrate_result},
     {"GET", "/varz/setting", api_varz_setting},
+    {"GET", "/varz", api_varz},
+    {"GET", "/connz", api_connz},
+    {"GET", "/docs", api_docs_disabled},
+    {"GET", "/docs/", api_docs_disabled},
+    {"GET", "/docs/openapi.json", api_docs_disabled},
+    {"GET", "/docs/health", api_docs_health},
+    {"POST", "/user/onlinestatus", api_user_onlinestatus},
+    {"POST", "/user/update_plugin_no", api_user_update_plugin_no},
+    {"POST", "/conn/kick", api_conn_kick},
+    {"POST", "/conn/remove", api_conn_remove},
     {"POST", "/user/token", api_user_token},
     {"POST", "/user/device_quit", api_user_device_quit},
+    {"GET", "/user/systemuids", api_user_systemuids},
+    {"POST", "/user/systemuids_add", api_user_systemuids_add},
+    {"POST", "/user/systemuids_remove", api_user_systemuids_remove},
+    {"POST", "/user/systemuids_add_to_cache", api_user_systemuids_add_to_cache},
+    {"POST", "/user/systemuids_remove_from_cache", api_user_systemuids_remove_from_cache},
     {"POST", "/channel", api_channel_create},
     {"POST", "/channel/info", api_channel_info},
     {"POST", "/channel/delete", api_channel_delete},
@@ -72,15 +87,26 @@ static const api_route_def g_routes[] = {
     {"POST", "/channel/whitelist_remove", api_whitelist_remove},
     {"POST", "/channel/whitelist_remove_all", api_whitelist_remove_all},
     {"GET", "/channel/whitelist", api_whitelist_get},
+    {"POST", "/tmpchannel/subscriber_set", api_tmpchannel_subscriber_set},
     {"POST", "/message/send", api_message_send},
+    {"POST", "/message/sendbatch", api_message_sendbatch},
+    {"POST", "/message/event", api_message_event},
+    {"POST", "/message/eventsync", api_message_eventsync},
     {"POST", "/message/sync", api_message_sync},
     {"POST", "/message/syncack", api_message_syncack},
     {"POST", "/channel/messagesync", api_channel_messagesync},
     {"GET", "/channel/max_message_seq", api_channel_max_message_seq},
+    {"GET", "/channel/last_message", api_channel_last_message},
+    {"POST", "/messages", api_messages_search},
+    {"POST", "/message", api_message_search},
+    {"GET", "/message/byclientmsgno", api_message_by_client_msg_no},
     {"POST", "/conversation/sync", api_conversation_sync},
     {"POST", "/conversations/setUnread", api_conversation_set_unread},
     {"POST", "/conversations/clearUnread", api_conversation_clear_unread},
     {"POST", "/conversations/delete", api_conversation_delete},
+    {"POST", "/conversation/syncMessages", api_conversation_sync_messages},
+    {"POST", "/conversation/channels", api_conversation_channels},
+    {"POST", "/conversation/syncByChannels", api_conversation_sync_by_channels},
 };
 
 static struct {
@@ -124,6 +150,7 @@ static const char *reason_phrase(int status) {
     case 204: return "No Content";
     case 400: return "Bad Request";
     case 401: return "Unauthorized";
+    case 403: return "Forbidden";
     case 404: return "Not Found";
     case 413: return "Payload Too Large";
     case 431: return "Request Header Fields Too Large";
@@ -605,6 +632,7 @@ void api_stop(void) {
     if (g.stopping || (!g.ctx_live && !g.listening)) return;
     g.stopping = 1;
     api_cmd_free(); /* requests read from now on get 503 */
+    api_stream_stop();
     if (g.listening) {
         g.listening = 0;
         uv_close((uv_handle_t *)&g.listener, NULL);

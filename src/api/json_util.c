@@ -5,6 +5,7 @@
 #include <stdio.h>
 
 #include "../proto/crypto.h"
+#include "../proto/packet.h"
 
 json_t *ju_parse(mp_str body, int want_object, char *err, size_t errlen) {
     if (ju_blank(body)) {
@@ -218,4 +219,17 @@ int ju_blank(mp_str s) {
         if (c != ' ' && c != '\t' && c != '\n' && c != '\r' && c != '\v' && c != '\f') return 0;
     }
     return 1;
+}
+
+uint8_t ju_header_flags(ju *j) {
+    json_t *h = ju_object(j, "header");
+    if (!h) return 0;
+    ju hj;
+    ju_init(&hj, h);
+    uint8_t flags = 0;
+    if (ju_int(&hj, "no_persist", 0, 1)) flags |= PROTO_FLAG_NOPERSIST;
+    if (ju_int(&hj, "red_dot", 0, 1)) flags |= PROTO_FLAG_REDDOT;
+    if (ju_int(&hj, "sync_once", 0, 1)) flags |= PROTO_FLAG_SYNCONCE;
+    if (hj.failed) ju_fail(j, "header: %s", hj.err);
+    return flags;
 }

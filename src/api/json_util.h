@@ -58,5 +58,8 @@ char *ju_dump(const json_t *v, size_t *len);
 
 /* true when s is empty or only spaces/tabs/newlines (Go strings.TrimSpace(s) == ""). */
 int ju_blank(mp_str s);
+/* The "header" object of a send body ({"no_persist","red_dot","sync_once"}, each 0 or 1)
+ * as protocol header flags (PROTO_FLAG_*); a missing header is 0. */
+uint8_t ju_header_flags(ju *j);
 
 #endif

@@ -17,7 +17,9 @@ static json_t *header_json(uint8_t flags) {
     return h;
 }
 
-json_t *message_resp_json(const msg_fields *m) {
+json_t *message_resp_json(const msg_fields *m) { return message_resp_json_ext(m, NULL); }
+
+json_t *message_resp_json_ext(const msg_fields *m, json_t *extra) {
     mp_str from = mp_str_eq_c(m->from_uid, MP_SYSTEM_UID) ? (mp_str){"", 0} : m->from_uid;
     mp_str channel = chan_cmd_origin(m->channel_id); /* command messages show their channel */
     if (m->channel_type == CHANNEL_PERSON && memchr(channel.p, '@', channel.len))
@@ -33,6 +35,10 @@ json_t *message_resp_json(const msg_fields *m) {
     json_object_set_new(o, "message_id", json_integer(m->message_id));
     json_object_set_new(o, "message_idstr", json_string(idstr));
     json_object_set_new(o, "client_msg_no", ju_string(m->client_msg_no));
+    if (extra) { /* stream fields sit here in WuKongIM's order */
+        json_object_update(o, extra);
+        json_decref(extra);
+    }
     json_object_set_new(o, "message_seq", json_integer((json_int_t)m->seq));
     json_object_set_new(o, "from_uid", ju_string(from));
     json_object_set_new(o, "channel_id", ju_string(channel));

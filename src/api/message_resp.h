@@ -11,5 +11,8 @@
  * from_uid "____system" becomes ""; a person channel's channel_id is the part of the fake
  * id that is not the sender; topic is omitted when empty; payload is base64. */
 json_t *message_resp_json(const msg_fields *m);
+/* The same with the members of extra (consumed; may be NULL) inserted after
+ * client_msg_no, where WuKongIM puts the stream fields (spec §3.5). */
+json_t *message_resp_json_ext(const msg_fields *m, json_t *extra);
 
 #endif

@@ -5,6 +5,7 @@
 #include "../common/log.h"
 #include "../common/map.h"
 #include "../core/presence.h"
+#include "../core/sysuid.h"
 #include "../proto/packet.h"
 #include "../session/session.h"
 #include "../store/store.h"
@@ -20,10 +21,19 @@ typedef struct chan {
     char *subs_text;
     size_t n_subs;
     mp_map *inflight;     /* from_uid "\0" client_msg_no -> send_op awaiting commit */
+    struct temp_set *temp; /* temp channels: the set installed by chan_temp_set, or NULL */
 } chan;
+
+/* A temp channel's recipients (spec §5.13): one allocation, the views point into its tail. */
+typedef struct temp_set {
+    uint64_t used_ms; /* monotonic: when installed or last delivered to */
+    size_t n;
+    mp_str uids[];    /* followed by the uid bytes */
+} temp_set;
 
 struct chan_mgr {
     mp_map *chans; /* type byte + id -> chan */
+    uint64_t temp_swept_ms;
 };
 
 /* A send travelling to the owner, through the store, and back. Strings live in `text`. */
@@ -44,6 +54,7 @@ static void chan_free_one(void *p) {
     free((void *)c->id.p);
     free(c->subs);
     free(c->subs_text);
+    free(c->temp);
     map_free(c->inflight, NULL);
     free(c);
 }
@@ -70,19 +81,45 @@ mp_str chan_cmd_origin(mp_str id) {
     return id;
 }
 
+/* The channel whose members and rules a stored channel uses: X for a command channel
+ * X____cmd. Not for temp channels: their own ids end in the suffix (subscribers sends). */
+static mp_str rules_id(uint8_t type, mp_str id) { return type == CHANNEL_TEMP ? id : chan_cmd_origin(id); }
+
+/* Split a two-uid id "a@b" (person fake id, agent id); 0 if it has no '@'. */
+static int split_pair(mp_str id, mp_str *a, mp_str *b) {
+    const char *at = id.len ? memchr(id.p, '@', id.len) : NULL;
+    if (!at) return 0;
+    *a = (mp_str){id.p, (uint32_t)(at - id.p)};
+    *b = (mp_str){at + 1, id.len - a->len - 1};
+    return 1;
+}
+
+uint32_t chan_agent_id(mp_str uid, mp_str agent_uid, char *out) {
+    memcpy(out, uid.p, uid.len);
+    out[uid.len] = '@';
+    memcpy(out + uid.len + 1, agent_uid.p, agent_uid.len);
+    return uid.len + 1 + agent_uid.len;
+}
+
+mp_str chan_agent_peer(mp_str stored_id) {
+    mp_str uid, agent;
+    return split_pair(chan_cmd_origin(stored_id), &uid, &agent) ? agent : stored_id;
+}
+
 int chan_owner_of(uint8_t type, mp_str stored_id) {
     uint64_t h = mp_hash(stored_id.p, stored_id.len) ^ ((uint64_t)type * 0x9E3779B97F4A7C15ull);
     return (int)(h % (uint64_t)workers_count());
 }
 
-static chan *chan_get(worker *w, uint8_t type, mp_str id) {
+/* The channel's state on its owner; create = 0 only looks. */
+static chan *chan_lookup(worker *w, uint8_t type, mp_str id, int create) {
     char stack[256];
     size_t klen = (size_t)id.len + 1;
     char *key = klen <= sizeof stack ? stack : mp_malloc(klen);
     key[0] = (char)type;
     memcpy(key + 1, id.p, id.len);
     chan *c = map_get(w->chans->chans, key, klen);
-    if (!c) {
+    if (!c && create) {
         c = mp_calloc(1, sizeof *c);
         c->type = type;
         c->id = (mp_str){mp_strndup(id.p, id.len), id.len};
@@ -92,6 +129,8 @@ static chan *chan_get(worker *w, uint8_t type, mp_str id) {
     if (key != stack) free(key);
     return c;
 }
+
+static chan *chan_get(worker *w, uint8_t type, mp_str id) { return chan_lookup(w, type, id, 1); }
 
 /* ---- cached state -------------------------------------------------------------------- */
 
@@ -114,6 +153,7 @@ typedef struct subs_acc {
 
 static int collect_uid(void *ctx, mp_str uid) {
     subs_acc *a = ctx;
+    if (mp_str_eq_c(uid, MP_SYSTEM_UID)) return 0; /* the built-in system uid never receives */
     if (a->n == a->cap) {
         a->cap = a->cap ? a->cap * 2 : 64;
         a->lens = mp_realloc(a->lens, a->cap * sizeof(uint32_t));
@@ -123,19 +163,42 @@ static int collect_uid(void *ctx, mp_str uid) {
     return 0;
 }
 
+/* A recipient implied by the channel id (spec §5.15): the visitor of a customer service
+ * channel "visitor|...", the visitor whose uid a visitors channel's id is. */
+static mp_str implied_member(uint8_t type, mp_str id) {
+    if (type == CHANNEL_VISITORS) return id;
+    if (type != CHANNEL_CUSTOMER_SERVICE) return (mp_str){NULL, 0};
+    const char *bar = id.len ? memchr(id.p, '|', id.len) : NULL;
+    return bar ? (mp_str){id.p, (uint32_t)(bar - id.p)} : (mp_str){NULL, 0};
+}
+
+/* Append the implied member unless it is already a subscriber. */
+static void add_implied(subs_acc *a, mp_str uid) {
+    if (uid.len == 0) return;
+    size_t off = 0;
+    for (size_t i = 0; i < a->n; off += a->lens[i], i++)
+        if (a->lens[i] == uid.len && memcmp(a->text.data + off, uid.p, uid.len) == 0) return;
+    collect_uid(a, uid);
+}
+
+/* The members of a (non-person, non-temp) channel for fan-out: the stored subscribers of
+ * the channel whose rules it uses, plus the implied member. Cached until invalidated. */
 static int load_subs(chan *c) {
     if (c->subs_loaded) return MP_OK;
+    mp_str id = rules_id(c->type, c->id);
     store_rtxn *r;
     int rc = store_rtxn_begin(im_store(), &r);
     if (rc != MP_OK) return rc;
     subs_acc a = {MP_BUF_INIT, NULL, 0, 0};
-    rc = store_scan_set(r, STORE_SUBSCRIBERS, c->type, c->id, collect_uid, &a);
+    rc = store_scan_set(r, STORE_SUBSCRIBERS, c->type, id, collect_uid, &a);
     store_rtxn_end(r);
+    if (rc == MP_ENOTFOUND) rc = MP_OK;
     if (rc != MP_OK) {
         mp_buf_free(&a.text);
         free(a.lens);
         return rc;
     }
+    add_implied(&a, implied_member(c->type, id));
     free(c->subs);
     free(c->subs_text);
     c->subs_text = (char *)a.text.data;
@@ -159,27 +222,43 @@ typedef struct inval_req {
 
 static void do_invalidate(worker *w, void *arg) {
     inval_req *r = arg;
-    chan *c = chan_get(w, r->type, (mp_str){r->id, r->len});
-    c->subs_loaded = 0;
+    chan *c = chan_lookup(w, r->type, (mp_str){r->id, r->len}, 0);
+    if (c) c->subs_loaded = 0; /* nothing cached for a channel not seen yet */
     free(r);
 }
 
-void chan_invalidate(uint8_t type, mp_str stored_id) {
-    inval_req *r = mp_malloc(sizeof *r + stored_id.len);
+static void post_invalidate(uint8_t type, mp_str id) {
+    inval_req *r = mp_malloc(sizeof *r + id.len);
     r->type = type;
-    r->len = stored_id.len;
-    memcpy(r->id, stored_id.p, stored_id.len);
-    worker_post(chan_owner_of(type, stored_id), do_invalidate, r);
+    r->len = id.len;
+    memcpy(r->id, id.p, id.len);
+    worker_post(chan_owner_of(type, id), do_invalidate, r);
+}
+
+void chan_invalidate(uint8_t type, mp_str stored_id) {
+    post_invalidate(type, stored_id);
+    /* the command channel caches the same members; it may live on another owner */
+    if (type == CHANNEL_PERSON || type == CHANNEL_AGENT || type == CHANNEL_TEMP || chan_is_cmd(stored_id)) return;
+    char stack[256];
+    size_t n = (size_t)stored_id.len + CHAN_CMD_SUFFIX_LEN;
+    char *id = n <= sizeof stack ? stack : mp_malloc(n);
+    memcpy(id, stored_id.p, stored_id.len);
+    memcpy(id + stored_id.len, CHAN_CMD_SUFFIX, CHAN_CMD_SUFFIX_LEN);
+    post_invalidate(type, (mp_str){id, (uint32_t)n});
+    if (id != stack) free(id);
 }
 
 /* ---- permission checks (spec §5.6) ---------------------------------------------------- */
 
+/* Types without the channel-level ban/disband check. */
 static int is_public_type(uint8_t t) {
     return t == CHANNEL_CUSTOMER_SERVICE || t == CHANNEL_INFO || t == CHANNEL_VISITORS || t == CHANNEL_AGENT;
 }
 
-static uint8_t check_person(store_rtxn *r, const chan_send *s) {
-    mp_str from = s->f.from_uid, to = s->peer_uid;
+/* The recipient's lists decide; a system account as recipient takes anything. */
+static uint8_t check_person(store_rtxn *r, mp_str id, mp_str from) {
+    mp_str to = msg_person_peer(id, from);
+    if (sysuid_is(to)) return REASON_SUCCESS;
     if (store_set_contains(r, STORE_BLACKLIST, CHANNEL_PERSON, to, from) == 1) return REASON_IN_BLACKLIST;
     if (!im_config()->whitelist_off_of_person && !mp_str_eq(from, to) &&
         store_set_contains(r, STORE_WHITELIST, CHANNEL_PERSON, to, from) != 1)
@@ -200,9 +279,7 @@ static int set_nonempty(store_rtxn *r, int set, uint8_t type, mp_str id) {
     return any;
 }
 
-static uint8_t check_member(store_rtxn *r, const chan_send *s, int has_info) {
-    uint8_t t = s->f.channel_type;
-    mp_str id = s->f.channel_id, from = s->f.from_uid;
+static uint8_t check_member(store_rtxn *r, uint8_t t, mp_str id, mp_str from, int has_info) {
     if (store_set_contains(r, STORE_BLACKLIST, t, id, from) == 1) return REASON_IN_BLACKLIST;
     if (store_set_contains(r, STORE_SUBSCRIBERS, t, id, from) != 1)
         return (has_info || set_nonempty(r, STORE_SUBSCRIBERS, t, id)) ? REASON_SUBSCRIBER_NOT_EXIST
@@ -212,28 +289,54 @@ static uint8_t check_member(store_rtxn *r, const chan_send *s, int has_info) {
     return REASON_SUCCESS;
 }
 
+/* Senders a channel type lets through before the list checks: anyone on customer service,
+ * info and temp channels, the visitor on its own visitors channel, the two parties of an
+ * agent channel. */
+static int type_admits(uint8_t t, mp_str id, mp_str from) {
+    mp_str uid, agent;
+    switch (t) {
+    case CHANNEL_CUSTOMER_SERVICE:
+    case CHANNEL_INFO:
+    case CHANNEL_TEMP: return 1;
+    case CHANNEL_VISITORS: return mp_str_eq(from, id);
+    case CHANNEL_AGENT: return split_pair(id, &uid, &agent) && (mp_str_eq(from, uid) || mp_str_eq(from, agent));
+    default: return 0;
+    }
+}
+
+/* Sender-level checks (spec §5.6 step 5). The system device (API sends) and system
+ * accounts skip the lists, but a channel that does not exist at all still refuses them. */
+static uint8_t check_sender(store_rtxn *r, const chan_send *s, mp_str id, int has_info) {
+    uint8_t t = s->f.channel_type;
+    mp_str from = s->f.from_uid;
+    if (type_admits(t, id, from)) return REASON_SUCCESS;
+    if (s->from_api || sysuid_is(from)) {
+        if (t == CHANNEL_PERSON || t == CHANNEL_AGENT || t == CHANNEL_VISITORS || has_info ||
+            set_nonempty(r, STORE_SUBSCRIBERS, t, id))
+            return REASON_SUCCESS;
+        return REASON_CHANNEL_NOT_EXIST;
+    }
+    if (t == CHANNEL_PERSON) return check_person(r, id, from);
+    return check_member(r, t, id, from, has_info);
+}
+
+/* Every check runs against the channel whose rules the stored channel uses (X for the
+ * command channel X____cmd). */
 static uint8_t check_send(const chan_send *s) {
     store_rtxn *r;
     if (store_rtxn_begin(im_store(), &r) != MP_OK) return REASON_SYSTEM_ERROR;
     uint8_t t = s->f.channel_type;
+    mp_str id = rules_id(t, s->f.channel_id);
     uint8_t reason = REASON_SUCCESS;
     store_channel_info info;
     if (!s->from_api && store_get_channel_info(r, CHANNEL_PERSON, s->f.from_uid, &info) == MP_OK && info.send_ban)
         reason = REASON_SEND_BAN;
-    int has_info = store_get_channel_info(r, t, s->f.channel_id, &info) == MP_OK;
+    int has_info = store_get_channel_info(r, t, id, &info) == MP_OK;
     if (reason == REASON_SUCCESS && has_info && !is_public_type(t)) {
         if (info.ban) reason = REASON_BAN;
         else if (info.disband) reason = REASON_DISBAND;
     }
-    if (reason == REASON_SUCCESS && t == CHANNEL_PERSON) {
-        if (!s->from_api) reason = check_person(r, s);
-    } else if (reason == REASON_SUCCESS && !is_public_type(t)) {
-        if (!s->from_api) {
-            reason = check_member(r, s, has_info);
-        } else if (!has_info && !set_nonempty(r, STORE_SUBSCRIBERS, t, s->f.channel_id)) {
-            reason = REASON_CHANNEL_NOT_EXIST;
-        }
-    }
+    if (reason == REASON_SUCCESS) reason = check_sender(r, s, id, has_info);
     store_rtxn_end(r);
     return reason;
 }
@@ -292,22 +395,68 @@ static void reply(const chan_send *r, uint8_t reason, int64_t message_id, uint64
 
 static int conversations_kept(uint8_t t) { return t != CHANNEL_DATA && t != CHANNEL_TEMP && t != CHANNEL_LIVE; }
 
+/* Recipients as resolved by the channel owner; the views stay valid until the owner's
+ * next change of the channel's cache. */
+typedef struct rcpt {
+    const mp_str *uids;
+    size_t n;
+    mp_str pair[2];
+} rcpt;
+
+static void pair_add(rcpt *to, mp_str uid) {
+    if (uid.len == 0 || mp_str_eq_c(uid, MP_SYSTEM_UID) || (to->n && mp_str_eq(to->pair[0], uid))) return;
+    to->pair[to->n++] = uid;
+}
+
+/* A temp set unused for tag.expire is gone (spec §5.13). */
+static int temp_alive(const temp_set *t, uint64_t now) {
+    return t && now - t->used_ms < im_config()->tag_expire_ms;
+}
+
+/* Who gets a message or event of channel c (spec §5.15), one rule for both:
+ * person and agent channels the two uids of the id; temp channels the installed set
+ * (nobody without one); every other type the members (load_subs), a command channel
+ * those of its original channel. The built-in system uid is never among them. */
+static int resolve_recipients(chan *c, rcpt *to) {
+    mp_str id = rules_id(c->type, c->id), a, b;
+    to->uids = to->pair;
+    to->n = 0;
+    switch (c->type) {
+    case CHANNEL_PERSON:
+    case CHANNEL_AGENT:
+        if (split_pair(id, &a, &b)) {
+            pair_add(to, a);
+            pair_add(to, b);
+        }
+        return MP_OK;
+    case CHANNEL_TEMP: {
+        uint64_t now = mp_mono_ms();
+        if (temp_alive(c->temp, now)) {
+            c->temp->used_ms = now;
+            to->uids = c->temp->uids;
+            to->n = c->temp->n;
+        }
+        return MP_OK;
+    }
+    default: {
+        int rc = load_subs(c);
+        if (rc != MP_OK) return rc;
+        to->uids = c->subs;
+        to->n = c->n_subs;
+        return MP_OK;
+    }
+    }
+}
+
 static void fan_out(chan *c, const chan_send *r, mp_msg *m) {
-    if (c->type == CHANNEL_PERSON) {
-        mp_str uids[2];
-        size_t n = 0;
-        mp_str from = m->f.from_uid, peer = msg_person_peer(chan_cmd_origin(m->f.channel_id), from);
-        if (!mp_str_eq_c(from, MP_SYSTEM_UID)) uids[n++] = from;
-        if (!mp_str_eq(peer, from) && !mp_str_eq_c(peer, MP_SYSTEM_UID)) uids[n++] = peer;
-        presence_deliver(m, uids, n, r->conn_id);
+    rcpt to;
+    int rc = resolve_recipients(c, &to);
+    if (rc != MP_OK) {
+        LOG_ERROR("channel", "cannot load the recipients of %.*s: %s; stored but not pushed", (int)c->id.len, c->id.p,
+                  mp_strerror(rc));
         return;
     }
-    if (load_subs(c) != MP_OK) {
-        LOG_ERROR("channel", "cannot load subscribers of %.*s: message stored but not pushed", (int)c->id.len,
-                  c->id.p);
-        return;
-    }
-    presence_deliver(m, c->subs, c->n_subs, r->conn_id);
+    presence_deliver(m, to.uids, to.n, r->conn_id);
 }
 
 /* A send with explicit recipients goes to them; any other to the channel's own. */
@@ -553,8 +702,7 @@ void chan_submit_event(mp_msg *m, uint64_t exclude_conn_id) {
 
 void chan_submit_send(const chan_send *r) {
     const msg_fields *f = &r->f;
-    size_t n = (size_t)f->channel_id.len + f->from_uid.len + f->client_msg_no.len + f->topic.len + f->payload.len +
-               r->peer_uid.len;
+    size_t n = (size_t)f->channel_id.len + f->from_uid.len + f->client_msg_no.len + f->topic.len + f->payload.len;
     for (size_t i = 0; i < r->n_recipients; i++) n += r->recipients[i].len;
     /* the recipient views follow the text, aligned */
     size_t views = r->n_recipients ? r->n_recipients * sizeof(mp_str) + _Alignof(mp_str) : 0;
@@ -566,7 +714,6 @@ void chan_submit_send(const chan_send *r) {
     op->r.f.client_msg_no = mp_str_pack(&cur, f->client_msg_no);
     op->r.f.topic = mp_str_pack(&cur, f->topic);
     op->r.f.payload = mp_str_pack(&cur, f->payload);
-    op->r.peer_uid = mp_str_pack(&cur, r->peer_uid);
     if (r->n_recipients) {
         uintptr_t at = ((uintptr_t)(op->text + n) + _Alignof(mp_str) - 1) & ~(uintptr_t)(_Alignof(mp_str) - 1);
         mp_str *to = (mp_str *)at;
@@ -574,4 +721,85 @@ void chan_submit_send(const chan_send *r) {
         op->r.recipients = to;
     }
     worker_post(chan_owner_of(f->channel_type, f->channel_id), do_send, op);
+}
+
+/* ---- temp channels (spec §5.13) ------------------------------------------------------------ */
+
+typedef struct temp_req {
+    int origin;
+    im_done_fn done;
+    void *ctx;
+    temp_set *set;
+    uint32_t len;
+    char id[];
+} temp_req;
+
+static int drop_expired_temp(void *ctx, const void *key, size_t klen, void *val) {
+    (void)key;
+    (void)klen;
+    chan *c = val;
+    if (c->temp && !temp_alive(c->temp, *(uint64_t *)ctx)) {
+        free(c->temp);
+        c->temp = NULL;
+    }
+    return 0;
+}
+
+/* Expired sets deliver nothing already; their memory goes back here, at most once a
+ * minute, when a set is installed (so no timer is needed). */
+static void sweep_temp_sets(worker *w, uint64_t now) {
+    if (now - w->chans->temp_swept_ms < 60000) return;
+    w->chans->temp_swept_ms = now;
+    map_foreach(w->chans->chans, drop_expired_temp, &now);
+}
+
+static void do_temp_done(worker *w, void *arg) {
+    (void)w;
+    temp_req *q = arg;
+    im_result res = {0};
+    res.status = MP_OK;
+    res.reason = REASON_SUCCESS;
+    q->done(q->ctx, &res);
+    free(q);
+}
+
+static void do_temp_set(worker *w, void *arg) {
+    temp_req *q = arg;
+    uint64_t now = mp_mono_ms();
+    sweep_temp_sets(w, now);
+    chan *c = chan_get(w, CHANNEL_TEMP, (mp_str){q->id, q->len});
+    free(c->temp);
+    c->temp = q->set;
+    c->temp->used_ms = now;
+    q->set = NULL;
+    worker_post(q->origin, do_temp_done, q);
+}
+
+/* One allocation holding the distinct uids (the built-in system uid left out). */
+static temp_set *temp_set_new(const mp_str *uids, size_t n) {
+    size_t bytes = 0;
+    for (size_t i = 0; i < n; i++) bytes += uids[i].len;
+    temp_set *t = mp_malloc(sizeof *t + n * sizeof(mp_str) + bytes);
+    char *cur = (char *)&t->uids[n];
+    mp_map *seen = map_new();
+    t->n = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (mp_str_eq_c(uids[i], MP_SYSTEM_UID) || map_put(seen, uids[i].p, uids[i].len, t)) continue;
+        t->uids[t->n++] = mp_str_pack(&cur, uids[i]);
+    }
+    map_free(seen, NULL);
+    return t;
+}
+
+void chan_temp_set(mp_str channel_id, const mp_str *uids, size_t n, im_done_fn done, void *ctx) {
+    worker *w = worker_current();
+    MP_ASSERT(w);
+    temp_req *q = mp_malloc(sizeof *q + channel_id.len);
+    q->origin = w->index;
+    q->done = done;
+    q->ctx = ctx;
+    q->set = temp_set_new(uids, n);
+    q->len = channel_id.len;
+    memcpy(q->id, channel_id.p, channel_id.len);
+    worker_post(chan_owner_of(CHANNEL_TEMP, channel_id), do_temp_set, q);
 }

@@ -22,7 +22,6 @@ typedef struct chan_send {
     im_done_fn done;
     void *ctx;
     msg_fields f;        /* message_id and timestamp set; seq assigned by the owner */
-    mp_str peer_uid;     /* person channels: the recipient uid */
     /* Explicit recipients (a /message/send with `subscribers`): they replace the channel's
      * own recipient resolution. NULL/0 = resolve from the channel. */
     const mp_str *recipients;
@@ -37,6 +36,18 @@ typedef struct chan_send {
 int chan_is_cmd(mp_str stored_id);
 /* X for "X____cmd"; the id itself otherwise. */
 mp_str chan_cmd_origin(mp_str stored_id);
+
+/* Agent channels (spec §3.1): the stored id is "<uid>@<agent uid>", uid being the sender
+ * and agent uid the channel_id it sent to. Writes into out (cap >= both + 1), returns the
+ * length. */
+uint32_t chan_agent_id(mp_str uid, mp_str agent_uid, char *out);
+/* The agent part of an agent channel id (what its sender gave as channel_id). */
+mp_str chan_agent_peer(mp_str stored_id);
+
+/* Install the recipient set of temp channel (channel_id, 8) on its owner, replacing any
+ * earlier one (spec §5.13). Memory only: lost on restart, and dropped once unused for
+ * tag.expire. done runs on the calling worker once installed. */
+void chan_temp_set(mp_str channel_id, const mp_str *uids, size_t n, im_done_fn done, void *ctx);
 
 /* Copy r (and its strings) and route it to the channel owner. */
 void chan_submit_send(const chan_send *r);

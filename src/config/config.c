@@ -14,7 +14,6 @@
 #include <stdio.h>
 #include <yaml.h>
 
-#define MAGPIE_VERSION "0.1.0"
 #define ENV_PREFIX "MAGPIE_"
 #define KEY_MAX 128                    /* longest dotted key we look up */
 #define FILE_MAX (1u << 20)            /* config files above 1 MiB are surely a mistake */
@@ -104,6 +103,8 @@ static const opt options[] = {
      "Close a connection that has not completed CONNECT within this time."},
     {"kickCloseDelay", OPT_DURATION, F(kick_close_delay_ms), "2s", 0, 0, NULL,
      "After sending DISCONNECT to a kicked connection, close it this much later."},
+    {"tag.expire", OPT_DURATION, F(tag_expire_ms), "20m", 1, UINT32_MAX, NULL,
+     "A temp channel's recipient set (/tmpchannel/subscriber_set) unused for this long is dropped."},
     /* limits */
     {"maxPacketSize", OPT_SIZE32, F(max_packet_size), "1MiB", 16, 1048576, NULL,
      "Largest accepted binary-protocol packet (remaining length); checked as soon as the header is read."},

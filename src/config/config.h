@@ -10,6 +10,8 @@
 
 #include "../common/mp.h"
 
+#define MAGPIE_VERSION "0.1.0" /* --version and /varz */
+
 typedef struct mp_config {
     /* listeners: "host:port" (a leading scheme like tcp:// or ws:// is accepted and dropped) */
     char *addr;              /* addr       default 0.0.0.0:5100 (binary protocol over TCP) */
@@ -33,6 +35,7 @@ typedef struct mp_config {
     uint32_t conn_idle_ms;   /* connIdleTime default 3m */
     uint32_t preauth_timeout_ms; /* preAuthTimeout default 4s */
     uint32_t kick_close_delay_ms; /* kickCloseDelay default 2s */
+    uint32_t tag_expire_ms;  /* tag.expire default 20m (idle temp channel recipient sets) */
     /* limits */
     uint32_t max_packet_size;    /* maxPacketSize default 1048576 (protocol max) */
     uint32_t max_connections;    /* maxConnections default 1000000 */

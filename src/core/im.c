@@ -11,6 +11,7 @@
 #include "../common/log.h"
 #include "../proto/packet.h"
 #include "presence.h"
+#include "sysuid.h"
 #include "worker.h"
 
 static store *g_store;
@@ -22,6 +23,7 @@ static _Atomic uint64_t g_last_id;
 void im_init(const mp_config *cfg, store *s) {
     g_cfg = cfg;
     g_store = s;
+    sysuid_load(s); /* a failure is logged; the server runs without system accounts */
 }
 
 store *im_store(void) { return g_store; }
@@ -125,13 +127,16 @@ void im_send(const im_send_req *q, im_done_fn done, void *ctx) {
         route_to_subscribers(q, &r, fake);
     } else if (q->channel_type == CHANNEL_PERSON) {
         r.f.channel_id = (mp_str){fake, msg_person_fake_id(r.f.from_uid, q->channel_id, fake)};
-        r.peer_uid = q->channel_id;
+    } else if (q->channel_type == CHANNEL_AGENT) {
+        r.f.channel_id = (mp_str){fake, chan_agent_id(r.f.from_uid, q->channel_id, fake)};
     } else {
         memcpy(fake, q->channel_id.p, q->channel_id.len);
         r.f.channel_id = (mp_str){fake, q->channel_id.len};
     }
-    if (!q->n_subscribers && (r.f.flags & PROTO_FLAG_SYNCONCE) && !chan_is_cmd(r.f.channel_id)) {
-        /* spec §5.7: an API sync_once send goes to the channel's command channel */
+    if (!q->n_subscribers && (r.f.flags & PROTO_FLAG_SYNCONCE) && q->channel_type != CHANNEL_TEMP &&
+        !chan_is_cmd(r.f.channel_id)) {
+        /* spec §5.7: an API sync_once send goes to the channel's command channel (not on a
+         * temp channel, whose recipients are its installed set) */
         memcpy(fake + r.f.channel_id.len, CHAN_CMD_SUFFIX, CHAN_CMD_SUFFIX_LEN);
         r.f.channel_id.len += CHAN_CMD_SUFFIX_LEN;
     }
@@ -243,6 +248,28 @@ void im_user_device_quit(mp_str uid, int device_flag, im_done_fn done, void *ctx
     op_submit(op, write_device_quit);
 }
 
+/* ---- system accounts (spec §5.11) ------------------------------------------------------------ */
+
+static int write_sysuids(store_wtxn *t, void *arg) {
+    im_op *op = arg;
+    int rc = MP_OK;
+    for (size_t i = 0; i < op->n_uids && rc == MP_OK; i++) rc = store_txn_set_sysuid(t, op->uids[i], op->set);
+    return rc;
+}
+
+/* The cache follows the store only once the change is durable. */
+static void after_sysuids(im_op *op) {
+    if (op->set) sysuid_add(op->uids, op->n_uids);
+    else sysuid_remove(op->uids, op->n_uids);
+}
+
+void im_sysuids_change(const mp_str *uids, size_t n, int add, im_done_fn done, void *ctx) {
+    im_op *op = op_new(done, ctx, MP_STR(""), MP_STR(""), MP_STR(""), uids, n);
+    op->set = add ? 1 : 0;
+    op->after = after_sysuids;
+    op_submit(op, write_sysuids);
+}
+
 /* ---- channels ------------------------------------------------------------------------------ */
 
 static int has_conversations(uint8_t t) { return t != CHANNEL_DATA && t != CHANNEL_TEMP && t != CHANNEL_LIVE; }
@@ -300,7 +327,8 @@ static int write_members(store_wtxn *t, void *arg) {
         mp_str uid = op->uids[i];
         if (op->kind == IM_MEMBERS_REMOVE) {
             rc = store_txn_set_member(t, op->set, op->type, op->id, uid, 0);
-            if (rc == MP_OK && op->set == STORE_SUBSCRIBERS) store_txn_del_conv(t, uid, op->type, op->id);
+            if (rc == MP_OK && op->set == STORE_SUBSCRIBERS && has_conversations(op->type))
+                store_txn_del_conv(t, uid, op->type, op->id);
             if (rc == MP_OK && op->set == STORE_BLACKLIST) {
                 /* spec §4.4: removal from the blacklist restores a missing conversation */
                 store_conv cv;
@@ -379,6 +407,10 @@ static int write_delete(store_wtxn *t, void *arg) {
     info.disband = 1;
     info.updated_ms = mp_now_ms();
     return store_txn_put_channel_info(t, op->type, op->id, &info);
+}
+
+void im_tmp_subscribers_set(mp_str channel_id, const mp_str *uids, size_t n, im_done_fn done, void *ctx) {
+    chan_temp_set(channel_id, uids, n, done, ctx);
 }
 
 void im_channel_delete(mp_str channel_id, uint8_t channel_type, im_done_fn done, void *ctx) {

@@ -73,6 +73,13 @@ enum im_members_op { IM_MEMBERS_ADD = 0, IM_MEMBERS_REMOVE = 1, IM_MEMBERS_REMOV
  * subscriber remove deletes them. */
 void im_channel_members(int set, int op, mp_str channel_id, uint8_t channel_type, const mp_str *uids, size_t n,
                         im_done_fn done, void *ctx);
+/* /tmpchannel/subscriber_set: the in-memory recipients of temp channel (channel_id, 8). */
+void im_tmp_subscribers_set(mp_str channel_id, const mp_str *uids, size_t n, im_done_fn done, void *ctx);
+
+/* System accounts (spec §5.11): add (add = 1) or remove the uids in the store, then in the
+ * in-memory set (sysuid.h) once durable. */
+void im_sysuids_change(const mp_str *uids, size_t n, int add, im_done_fn done, void *ctx);
+
 /* /channel/delete: marks the channel disbanded (messages are kept). */
 void im_channel_delete(mp_str channel_id, uint8_t channel_type, im_done_fn done, void *ctx);
 

@@ -1,4 +1,5 @@
-/* presence.c - user owners: online device registry, kicks, per-user fan-out. */
+/* presence.c - user owners: online device registry, kicks, per-user fan-out, and the
+ * online-status and registry-size queries of the HTTP API. */
 #include "presence.h"
 
 #include "../common/log.h"
@@ -248,4 +249,178 @@ void presence_deliver(mp_msg *m, const mp_str *uids, size_t n, uint64_t exclude_
     for (int wi = 0; wi < nw; wi++)
         if (per[wi]) worker_post(wi, do_uid_batch, per[wi]);
     free(owner);
+}
+
+/* ---- queries --------------------------------------------------------------------------
+ * Scatter/gather: the caller's query is split by owner worker; each part travels to its
+ * owner, is answered there from the registry, and travels back to the caller's worker,
+ * which alone touches the query job (so it needs no lock). */
+
+typedef struct conn_vec {
+    presence_conn *v;
+    size_t n, cap;
+} conn_vec;
+
+static void conn_vec_push(conn_vec *cv, presence_conn pc) {
+    if (cv->n == cv->cap) {
+        cv->cap = cv->cap ? cv->cap * 2 : 16;
+        cv->v = mp_realloc(cv->v, cv->cap * sizeof *cv->v);
+    }
+    cv->v[cv->n++] = pc;
+}
+
+typedef struct query_job {
+    int left; /* parts still out */
+    size_t n_uids;
+    presence_query_fn done;
+    void *ctx;
+    conn_vec found;
+} query_job;
+
+/* The uids of one owner: uid i is text[offs[i] .. offs[i+1]) at query position idx[i]. */
+typedef struct query_part {
+    int origin;
+    query_job *job; /* only dereferenced back on the origin worker */
+    size_t n;
+    uint32_t *idx;
+    uint32_t *offs;
+    char *text;
+    conn_vec found;
+} query_part;
+
+static void query_part_free(query_part *p) {
+    free(p->idx);
+    free(p->offs);
+    free(p->text);
+    free(p->found.v);
+    free(p);
+}
+
+static void query_finish(query_job *j) {
+    /* Parts come back in any order: a counting sort by uid position keeps each uid's
+     * devices in registration order. */
+    size_t *first = mp_calloc(j->n_uids + 1, sizeof *first);
+    for (size_t i = 0; i < j->found.n; i++) first[j->found.v[i].uid_index + 1]++;
+    for (size_t u = 0; u < j->n_uids; u++) first[u + 1] += first[u];
+    presence_conn *out = mp_malloc((j->found.n ? j->found.n : 1) * sizeof *out);
+    for (size_t i = 0; i < j->found.n; i++) out[first[j->found.v[i].uid_index]++] = j->found.v[i];
+    j->done(j->ctx, out, j->found.n);
+    free(out);
+    free(first);
+    free(j->found.v);
+    free(j);
+}
+
+static void query_back(worker *w, void *arg) {
+    (void)w;
+    query_part *p = arg;
+    query_job *j = p->job;
+    for (size_t i = 0; i < p->found.n; i++) conn_vec_push(&j->found, p->found.v[i]);
+    query_part_free(p);
+    if (--j->left == 0) query_finish(j);
+}
+
+static void query_run(worker *w, void *arg) {
+    query_part *p = arg;
+    for (size_t i = 0; i < p->n; i++) {
+        user *u = map_get(w->presence->users, p->text + p->offs[i], p->offs[i + 1] - p->offs[i]);
+        for (size_t k = 0; u && k < u->n; k++) {
+            const dev *d = &u->devs[k];
+            presence_conn pc = {p->idx[i], d->device_flag, d->level, d->conn_id};
+            conn_vec_push(&p->found, pc);
+        }
+    }
+    worker_post(p->origin, query_back, p);
+}
+
+void presence_query(const mp_str *uids, size_t n, presence_query_fn done, void *ctx) {
+    worker *self = worker_current();
+    MP_ASSERT(self);
+    if (n == 0) {
+        done(ctx, NULL, 0);
+        return;
+    }
+    int nw = workers_count();
+    query_job *j = mp_calloc(1, sizeof *j);
+    j->n_uids = n;
+    j->done = done;
+    j->ctx = ctx;
+    size_t count[MP_MAX_WORKERS] = {0}, bytes[MP_MAX_WORKERS] = {0};
+    int *owner = mp_malloc(n * sizeof(int));
+    for (size_t i = 0; i < n; i++) {
+        owner[i] = owner_of_uid(uids[i]);
+        count[owner[i]]++;
+        bytes[owner[i]] += uids[i].len;
+    }
+    query_part *per[MP_MAX_WORKERS] = {0};
+    for (int wi = 0; wi < nw; wi++) {
+        if (!count[wi]) continue;
+        query_part *p = mp_calloc(1, sizeof *p);
+        p->origin = self->index;
+        p->job = j;
+        p->idx = mp_malloc(count[wi] * sizeof(uint32_t));
+        p->offs = mp_malloc((count[wi] + 1) * sizeof(uint32_t));
+        p->offs[0] = 0;
+        p->text = mp_malloc(bytes[wi] ? bytes[wi] : 1);
+        per[wi] = p;
+        j->left++;
+    }
+    for (size_t i = 0; i < n; i++) {
+        query_part *p = per[owner[i]];
+        memcpy(p->text + p->offs[p->n], uids[i].p, uids[i].len);
+        p->offs[p->n + 1] = p->offs[p->n] + uids[i].len;
+        p->idx[p->n++] = (uint32_t)i;
+    }
+    free(owner);
+    for (int wi = 0; wi < nw; wi++)
+        if (per[wi]) worker_post(wi, query_run, per[wi]);
+}
+
+/* -- registry sizes -- */
+
+typedef struct stats_job {
+    int origin;
+    int left;
+    presence_stats_fn done;
+    void *ctx;
+    presence_stats part[MP_MAX_WORKERS];
+} stats_job;
+
+static void stats_back(worker *w, void *arg) {
+    (void)w;
+    stats_job *j = arg;
+    if (--j->left > 0) return;
+    presence_stats sum = {0};
+    for (int i = 0; i < workers_count(); i++) {
+        sum.users += j->part[i].users;
+        sum.conns += j->part[i].conns;
+    }
+    j->done(j->ctx, &sum);
+    free(j);
+}
+
+static int count_devs(void *ctx, const void *key, size_t klen, void *val) {
+    (void)key;
+    (void)klen;
+    *(uint64_t *)ctx += ((const user *)val)->n;
+    return 0;
+}
+
+static void stats_run(worker *w, void *arg) {
+    stats_job *j = arg;
+    presence_stats *s = &j->part[w->index]; /* each worker writes only its own slot */
+    s->users = map_count(w->presence->users);
+    map_foreach(w->presence->users, count_devs, &s->conns);
+    worker_post(j->origin, stats_back, j);
+}
+
+void presence_stats_gather(presence_stats_fn done, void *ctx) {
+    worker *self = worker_current();
+    MP_ASSERT(self);
+    stats_job *j = mp_calloc(1, sizeof *j);
+    j->origin = self->index;
+    j->left = workers_count();
+    j->done = done;
+    j->ctx = ctx;
+    for (int i = 0; i < workers_count(); i++) worker_post(i, stats_run, j);
 }

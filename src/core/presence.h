@@ -22,4 +22,27 @@ void presence_kick_device(mp_str uid, uint8_t device_flag, uint32_t delay_ms);
  * Takes its own references on m. */
 void presence_deliver(mp_msg *m, const mp_str *uids, size_t n, uint64_t exclude_conn_id);
 
+/* ---- queries (for the HTTP API): asked on any worker, answered on the same worker ---- */
+
+typedef struct presence_conn {
+    uint32_t uid_index; /* position of the uid in the query */
+    uint8_t device_flag;
+    uint8_t device_level;
+    uint64_t conn_id;
+} presence_conn;
+/* conns: the online connections of the queried uids, ordered by uid_index (then by
+ * registration); valid during the call only. */
+typedef void (*presence_query_fn)(void *ctx, const presence_conn *conns, size_t n);
+/* Ask the owners of the n uids (copied) for their online connections; done runs on the
+ * calling worker once every owner answered (at once when n is 0). */
+void presence_query(const mp_str *uids, size_t n, presence_query_fn done, void *ctx);
+
+typedef struct presence_stats {
+    uint64_t users; /* uids with at least one online connection */
+    uint64_t conns; /* their registered connections */
+} presence_stats;
+typedef void (*presence_stats_fn)(void *ctx, const presence_stats *s);
+/* Count the registries of every worker; done runs on the calling worker. */
+void presence_stats_gather(presence_stats_fn done, void *ctx);
+
 #endif

@@ -1,4 +1,6 @@
-/* conn.c - listeners, connection I/O, WebSocket transport, idle and pre-auth timeouts. */
+/* conn.c - listeners, connection I/O, WebSocket transport, idle and pre-auth timeouts,
+ * and the cross-worker views of connections for monitoring (/connz, /varz) and the
+ * /conn/kick and /conn/remove administration calls. */
 #include "conn.h"
 
 #include <arpa/inet.h>
@@ -31,6 +33,9 @@ struct conn_mgr {
     conn *dirty_head;
     char read_buf[READ_BUF_SIZE];
     int stopping;
+    /* counters of connections already closed, so /varz totals cover the whole run */
+    uint64_t closed_in_msgs, closed_out_msgs, closed_in_packet_bytes, closed_out_packet_bytes;
+    uint64_t slow_clients;
 };
 
 static const mp_config *g_cfg;
@@ -109,6 +114,19 @@ static void maybe_shrink(mp_buf *b) {
     if (b->len == 0 && b->cap > IDLE_BUF_KEEP) mp_buf_free(b);
 }
 
+/* Packet counters as WuKongIM keeps them per connection: every packet, and SENDs apart. */
+static void count_in(conn *c, const proto_frame *f) {
+    c->in_packets++;
+    c->in_packet_bytes += f->total_len;
+    if (f->type == PROTO_SEND) c->in_msg_bytes += f->total_len;
+}
+
+static void count_out(conn *c, const uint8_t *p, size_t n) {
+    c->out_packets++;
+    c->out_packet_bytes += n;
+    if (n && (p[0] >> 4) == PROTO_RECV) c->out_msg_bytes += n;
+}
+
 /* JSON-RPC input: each complete object becomes the binary packet it stands for (handed
  * to the session like any other) and/or a direct answer. Returns bytes consumed or <0. */
 static ssize_t parse_rpc(conn *c, const uint8_t *p, size_t n) {
@@ -130,8 +148,10 @@ static ssize_t parse_rpc(conn *c, const uint8_t *p, size_t n) {
         c->in_bytes += start + len;
         if (reply.len) conn_write_text(c, reply.data, reply.len);
         proto_frame f;
-        if (rc == MP_OK && pkt.len && proto_frame_parse(pkt.data, pkt.len, UINT32_MAX, &f) == MP_OK)
+        if (rc == MP_OK && pkt.len && proto_frame_parse(pkt.data, pkt.len, UINT32_MAX, &f) == MP_OK) {
+            count_in(c, &f);
             rc = session_on_packet(c, &f);
+        }
     }
     mp_buf_free(&pkt);
     mp_buf_free(&reply);
@@ -160,6 +180,7 @@ static ssize_t parse_packets(conn *c, const uint8_t *p, size_t n) {
             return rc;
         }
         c->in_bytes += f.total_len;
+        count_in(c, &f);
         rc = session_on_packet(c, &f);
         if (rc != MP_OK) return rc;
         off += f.total_len;
@@ -290,6 +311,10 @@ static void on_closed(uv_handle_t *h) {
     session_on_close(c);
     jsonrpc_free(c->rpc);
     map_del_u64(m->by_id, c->id);
+    m->closed_in_msgs += c->in_msgs;
+    m->closed_out_msgs += c->out_msgs;
+    m->closed_in_packet_bytes += c->in_packet_bytes;
+    m->closed_out_packet_bytes += c->out_packet_bytes;
     atomic_fetch_sub(&g_total_conns, 1);
     mp_buf_free(&c->in);
     mp_buf_free(&c->ws_data);
@@ -322,7 +347,7 @@ static void on_accept(uv_stream_t *server, int status) {
         return;
     }
     c->w = w;
-    c->id = ((uint64_t)w->index << 56) | ++m->next_id;
+    c->id = (++m->next_id << CONN_WORKER_BITS) | (uint64_t)w->index;
     c->is_ws = (intptr_t)server->data != 0;
     c->state = c->is_ws ? CONN_WS_HANDSHAKE : CONN_PREAUTH;
     c->created_ms = c->last_recv_ms = mp_mono_ms();
@@ -360,6 +385,7 @@ static int out_would_overflow(conn *c, size_t n) {
     if (c->out.len + c->wbuf.len + n <= g_cfg->out_buffer_limit) return 0;
     LOG_WARN("net", "conn=%llu uid=%s output over outBufferLimit=%llu: closing slow client",
              (unsigned long long)c->id, c->uid ? c->uid : "", (unsigned long long)g_cfg->out_buffer_limit);
+    c->w->conns->slow_clients++;
     c->out.len = 0;
     conn_really_close(c);
     return 1;
@@ -388,12 +414,14 @@ static void write_packet_as_rpc(conn *c, const uint8_t *p, size_t n) {
 }
 
 void conn_write_packet(conn *c, const uint8_t *p, size_t n) {
+    if (c->state == CONN_CLOSING && uv_is_closing((uv_handle_t *)&c->tcp)) return;
     if (c->rpc) {
+        count_out(c, p, n);
         write_packet_as_rpc(c, p, n);
         return;
     }
-    if (c->state == CONN_CLOSING && uv_is_closing((uv_handle_t *)&c->tcp)) return;
     if (out_would_overflow(c, n + 10)) return;
+    count_out(c, p, n);
     if (c->is_ws) {
         uint8_t hdr[10];
         size_t hl = ws_frame_header(WS_OP_BINARY, n, hdr);
@@ -599,3 +627,294 @@ void conn_foreach(worker *w, void (*cb)(conn *c, void *ctx), void *ctx) {
 }
 
 size_t conn_count(worker *w) { return map_count(w->conns->by_id); }
+
+uint64_t conn_total(void) { return atomic_load(&g_total_conns); }
+
+/* ---- cross-worker views ------------------------------------------------------------------
+ * A gather visits every worker: collect() runs on each worker's thread and fills only that
+ * worker's slot of the job; the job then returns to the calling worker, where finish()
+ * runs once every worker has answered. Posting hands the job over, so the slots written
+ * on the workers are visible to the caller without locks. */
+
+typedef struct gather gather;
+struct gather {
+    int origin;
+    int left;
+    void (*collect)(worker *w, gather *g);
+    void (*finish)(gather *g);
+};
+
+static void gather_back(worker *w, void *arg) {
+    (void)w;
+    gather *g = arg;
+    if (--g->left == 0) g->finish(g);
+}
+
+static void gather_visit(worker *w, void *arg) {
+    gather *g = arg;
+    g->collect(w, g);
+    worker_post(g->origin, gather_back, g);
+}
+
+static void gather_start(gather *g) {
+    worker *self = worker_current();
+    MP_ASSERT(self);
+    g->origin = self->index;
+    g->left = workers_count();
+    for (int i = 0; i < workers_count(); i++) worker_post(i, gather_visit, g);
+}
+
+/* -- conn_list -- */
+
+typedef struct info_vec {
+    conn_info *v;
+    size_t n, cap, total;
+} info_vec;
+
+typedef struct list_job {
+    gather g; /* first member: the gather callbacks get the job */
+    int sort, desc;
+    size_t keep;
+    mp_str uid_part; /* points into text */
+    conn_list_fn done;
+    void *ctx;
+    info_vec part[MP_MAX_WORKERS];
+    char text[];
+} list_job;
+
+static uint64_t sort_value(const conn_info *i, int sort) {
+    switch (sort) {
+    case CONN_SORT_IN_MSGS: return i->in_msgs;
+    case CONN_SORT_OUT_MSGS: return i->out_msgs;
+    case CONN_SORT_IN_MSG_BYTES: return i->in_msg_bytes;
+    case CONN_SORT_OUT_MSG_BYTES: return i->out_msg_bytes;
+    case CONN_SORT_IN_PACKETS: return i->in_packets;
+    case CONN_SORT_OUT_PACKETS: return i->out_packets;
+    case CONN_SORT_IN_PACKET_BYTES: return i->in_packet_bytes;
+    case CONN_SORT_OUT_PACKET_BYTES: return i->out_packet_bytes;
+    case CONN_SORT_PENDING_BYTES: return i->pending_bytes;
+    case CONN_SORT_CREATED: return i->created_ms;
+    case CONN_SORT_LAST_RECV: return i->last_recv_ms;
+    case CONN_SORT_VERSION: return i->version;
+    default: return i->id;
+    }
+}
+
+/* sort_key already holds the value, bit-inverted for a descending order. */
+static int by_sort_key(const void *a, const void *b) {
+    const conn_info *x = a, *y = b;
+    if (x->sort_key != y->sort_key) return x->sort_key < y->sort_key ? -1 : 1;
+    return x->id < y->id ? -1 : (x->id > y->id ? 1 : 0);
+}
+
+static void info_free(conn_info *i) {
+    free(i->uid);
+    free(i->device_id);
+}
+
+/* Sort v and drop what lies beyond keep. */
+static void info_vec_trim(info_vec *v, size_t keep) {
+    if (v->n > 1) qsort(v->v, v->n, sizeof *v->v, by_sort_key);
+    while (v->n > keep) info_free(&v->v[--v->n]);
+}
+
+static int uid_matches(const conn *c, mp_str part) {
+    if (!part.len) return 1;
+    return memmem(c->uid, strlen(c->uid), part.p, part.len) != NULL;
+}
+
+static void snapshot(const conn *c, conn_info *i) {
+    memset(i, 0, sizeof *i);
+    i->id = c->id;
+    i->uid = mp_strndup(c->uid, strlen(c->uid));
+    i->device_id = mp_strndup(c->device_id ? c->device_id : "", c->device_id ? strlen(c->device_id) : 0);
+    memcpy(i->ip, c->ip, sizeof i->ip);
+    i->port = c->port;
+    i->created_ms = c->created_ms;
+    i->last_recv_ms = c->last_recv_ms;
+    i->pending_bytes = c->out.len + c->wbuf.len;
+    i->in_msgs = c->in_msgs;
+    i->out_msgs = c->out_msgs;
+    i->in_msg_bytes = c->in_msg_bytes;
+    i->out_msg_bytes = c->out_msg_bytes;
+    i->in_packets = c->in_packets;
+    i->out_packets = c->out_packets;
+    i->in_packet_bytes = c->in_packet_bytes;
+    i->out_packet_bytes = c->out_packet_bytes;
+    i->device_flag = c->device_flag;
+    i->device_level = c->device_level;
+    i->version = c->version;
+}
+
+static int list_one(void *ctx, const void *key, size_t klen, void *val) {
+    (void)key;
+    (void)klen;
+    list_job *j = ctx;
+    const conn *c = val;
+    if (c->state != CONN_READY || !c->uid || !uid_matches(c, j->uid_part)) return 0;
+    info_vec *v = &j->part[c->w->index];
+    v->total++;
+    if (v->n == v->cap) {
+        v->cap = v->cap ? v->cap * 2 : 16;
+        v->v = mp_realloc(v->v, v->cap * sizeof *v->v);
+    }
+    conn_info *i = &v->v[v->n++];
+    snapshot(c, i);
+    uint64_t k = sort_value(i, j->sort);
+    i->sort_key = j->desc ? ~k : k;
+    /* Bound the memory of a worker with many connections: keep at most 2 * keep. */
+    if (v->n >= 2 * j->keep + 64) info_vec_trim(v, j->keep);
+    return 0;
+}
+
+static void list_collect(worker *w, gather *g) {
+    list_job *j = (list_job *)g;
+    map_foreach(w->conns->by_id, list_one, j);
+    info_vec_trim(&j->part[w->index], j->keep);
+}
+
+static void list_finish(gather *g) {
+    list_job *j = (list_job *)g;
+    info_vec all = {0};
+    for (int i = 0; i < workers_count(); i++) {
+        info_vec *p = &j->part[i];
+        all.total += p->total;
+        if (all.n + p->n > all.cap) {
+            all.cap = all.n + p->n;
+            all.v = mp_realloc(all.v, all.cap * sizeof *all.v);
+        }
+        if (p->n) memcpy(all.v + all.n, p->v, p->n * sizeof *p->v); /* takes the strings */
+        all.n += p->n;
+        free(p->v);
+    }
+    info_vec_trim(&all, j->keep);
+    j->done(j->ctx, all.v, all.n, all.total);
+    for (size_t i = 0; i < all.n; i++) info_free(&all.v[i]);
+    free(all.v);
+    free(j);
+}
+
+void conn_list(const conn_query *q, conn_list_fn done, void *ctx) {
+    list_job *j = mp_calloc(1, sizeof *j + q->uid_part.len + 1);
+    memcpy(j->text, q->uid_part.p ? q->uid_part.p : "", q->uid_part.len);
+    j->uid_part = (mp_str){j->text, q->uid_part.len};
+    j->sort = q->sort;
+    j->desc = q->desc;
+    j->keep = MP_MIN(q->keep, (size_t)1 << 40); /* a huge offset must not overflow 2 * keep */
+    j->done = done;
+    j->ctx = ctx;
+    j->g.collect = list_collect;
+    j->g.finish = list_finish;
+    gather_start(&j->g);
+}
+
+/* -- conn_stats_gather -- */
+
+typedef struct stats_job {
+    gather g;
+    conn_stats_fn done;
+    void *ctx;
+    conn_stats part[MP_MAX_WORKERS];
+} stats_job;
+
+static int stats_one(void *ctx, const void *key, size_t klen, void *val) {
+    (void)key;
+    (void)klen;
+    conn_stats *s = ctx;
+    const conn *c = val;
+    s->in_msgs += c->in_msgs;
+    s->out_msgs += c->out_msgs;
+    s->in_packet_bytes += c->in_packet_bytes;
+    s->out_packet_bytes += c->out_packet_bytes;
+    s->pending_recvs += c->n_pending;
+    return 0;
+}
+
+static void stats_collect(worker *w, gather *g) {
+    stats_job *j = (stats_job *)g;
+    struct conn_mgr *m = w->conns;
+    conn_stats *s = &j->part[w->index];
+    s->in_msgs = m->closed_in_msgs;
+    s->out_msgs = m->closed_out_msgs;
+    s->in_packet_bytes = m->closed_in_packet_bytes;
+    s->out_packet_bytes = m->closed_out_packet_bytes;
+    s->slow_clients = m->slow_clients;
+    map_foreach(m->by_id, stats_one, s);
+}
+
+static void stats_finish(gather *g) {
+    stats_job *j = (stats_job *)g;
+    conn_stats sum = {0};
+    for (int i = 0; i < workers_count(); i++) {
+        const conn_stats *p = &j->part[i];
+        sum.in_msgs += p->in_msgs;
+        sum.out_msgs += p->out_msgs;
+        sum.in_packet_bytes += p->in_packet_bytes;
+        sum.out_packet_bytes += p->out_packet_bytes;
+        sum.slow_clients += p->slow_clients;
+        sum.pending_recvs += p->pending_recvs;
+    }
+    sum.conns = conn_total();
+    j->done(j->ctx, &sum);
+    free(j);
+}
+
+void conn_stats_gather(conn_stats_fn done, void *ctx) {
+    stats_job *j = mp_calloc(1, sizeof *j);
+    j->done = done;
+    j->ctx = ctx;
+    j->g.collect = stats_collect;
+    j->g.finish = stats_finish;
+    gather_start(&j->g);
+}
+
+/* -- conn_admin -- */
+
+typedef struct admin_job {
+    uint64_t id;
+    int op;
+    int origin;
+    int acted;
+    uint32_t delay_ms;
+    conn_admin_fn done;
+    void *ctx;
+    char uid[];
+} admin_job;
+
+static void admin_back(worker *w, void *arg) {
+    (void)w;
+    admin_job *j = arg;
+    j->done(j->ctx, j->acted);
+    free(j);
+}
+
+static void admin_run(worker *w, void *arg) {
+    admin_job *j = arg;
+    conn *c = conn_find(w, j->id);
+    /* A uid in the request names the connection's owner: a mismatch is a stale id. */
+    if (c && c->state != CONN_CLOSING && (!j->uid[0] || (c->uid && strcmp(c->uid, j->uid) == 0))) {
+        j->acted = 1;
+        if (j->op == CONN_ADMIN_KICK) session_kick(w, c->id, REASON_CONNECT_KICK, "server kick", j->delay_ms);
+        else conn_close(c, "removed by /conn/remove");
+    }
+    worker_post(j->origin, admin_back, j);
+}
+
+void conn_admin(uint64_t id, mp_str uid, int op, uint32_t delay_ms, conn_admin_fn done, void *ctx) {
+    worker *self = worker_current();
+    MP_ASSERT(self);
+    admin_job *j = mp_calloc(1, sizeof *j + uid.len + 1);
+    memcpy(j->uid, uid.p ? uid.p : "", uid.len);
+    j->id = id;
+    j->op = op;
+    j->origin = self->index;
+    j->delay_ms = delay_ms;
+    j->done = done;
+    j->ctx = ctx;
+    int w = conn_worker_of(id);
+    if (w >= workers_count()) { /* no such worker: the id was never issued */
+        admin_back(self, j);
+        return;
+    }
+    worker_post(w, admin_run, j);
+}

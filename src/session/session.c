@@ -144,6 +144,15 @@ void session_sendack(worker *w, uint64_t conn_id, uint8_t flags, int64_t message
     conn_write_packet(c, out.data, out.len);
 }
 
+/* An agent channel given as its stored id "uid@agentUid" (Magpie: so the agent can answer
+ * in the user's channel): both parts valid uids, the sender one of them. */
+static int is_own_agent_id(mp_str id, mp_str sender) {
+    const char *at = id.len ? memchr(id.p, '@', id.len) : NULL;
+    if (!at) return 0;
+    mp_str a = {id.p, (uint32_t)(at - id.p)}, b = {at + 1, id.len - (uint32_t)(at - id.p) - 1};
+    return im_valid_id(a) && im_valid_id(b) && (mp_str_eq(a, sender) || mp_str_eq(b, sender));
+}
+
 static int on_send(conn *c, const proto_frame *f) {
     proto_send s;
     if (proto_decode_send(f->body, f->body_len, f->flags, c->version, &s) != MP_OK) return MP_EPROTO;
@@ -164,7 +173,8 @@ static int on_send(conn *c, const proto_frame *f) {
         session_sendack(c->w, c->id, flags, message_id, s.client_seq, 0, REASON_NOT_SUPPORT_HEADER);
         return MP_OK;
     }
-    if (!im_valid_id(s.channel_id)) {
+    mp_str uid = mp_str_c(c->uid);
+    if (!im_valid_id(s.channel_id) && !(s.channel_type == CHANNEL_AGENT && is_own_agent_id(s.channel_id, uid))) {
         session_sendack(c->w, c->id, flags, message_id, s.client_seq, 0, REASON_CHANNEL_ID_ERROR);
         return MP_OK;
     }
@@ -183,7 +193,6 @@ static int on_send(conn *c, const proto_frame *f) {
         payload = (mp_str){(const char *)plain.data, (uint32_t)plain.len};
     }
     char fake[2 * PROTO_MAX_STR + 2];
-    mp_str uid = mp_str_c(c->uid);
     chan_send r = {0};
     r.origin_worker = c->w->index;
     r.conn_id = c->id;
@@ -201,7 +210,8 @@ static int on_send(conn *c, const proto_frame *f) {
     r.f.payload = payload;
     if (s.channel_type == CHANNEL_PERSON) {
         r.f.channel_id = (mp_str){fake, msg_person_fake_id(s.channel_id, uid, fake)};
-        r.peer_uid = s.channel_id;
+    } else if (s.channel_type == CHANNEL_AGENT && im_valid_id(s.channel_id)) {
+        r.f.channel_id = (mp_str){fake, chan_agent_id(uid, s.channel_id, fake)}; /* as WuKongIM builds it */
     } else {
         r.f.channel_id = s.channel_id;
     }
@@ -260,7 +270,8 @@ static int encode_recv(conn *c, mp_msg *m, mp_buf *out) {
     r.setting = f->setting;
     r.from_uid = mp_str_eq_c(f->from_uid, MP_SYSTEM_UID) ? MP_STR("") : f->from_uid;
     mp_str channel = chan_cmd_origin(f->channel_id); /* command messages show their channel */
-    r.channel_id = f->channel_type == CHANNEL_PERSON ? msg_person_peer(channel, uid) : channel;
+    r.channel_id = f->channel_type == CHANNEL_PERSON ? msg_person_peer(channel, uid)
+                   : f->channel_type == CHANNEL_AGENT ? chan_agent_peer(channel) : channel;
     r.channel_type = f->channel_type;
     r.expire = f->expire;
     r.client_msg_no = f->client_msg_no;

@@ -6,6 +6,7 @@ import { before, after, afterEach, test } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import crypto from 'node:crypto';
+import zlib from 'node:zlib';
 import { MagpieServer } from './server.mjs';
 import { WkClient, PT, REASON } from './wkproto.mjs';
 
@@ -14,6 +15,14 @@ const FILE = path.basename(process.argv[1] ?? 'e2e', '.test.mjs');
 /** A short unique id with the given prefix (safe for uids and channel ids: [A-Za-z0-9_]). */
 export function uid(prefix = 'u') {
   return `${prefix}${crypto.randomBytes(4).toString('hex')}`;
+}
+
+/**
+ * The stored id of the person channel between uids a and b (http-api.md §5.3): the uid with the
+ * larger CRC32-IEEE goes first, "A@B" (a tie puts b first).
+ */
+export function personFakeId(a, b) {
+  return zlib.crc32(Buffer.from(a, 'utf8')) > zlib.crc32(Buffer.from(b, 'utf8')) ? `${a}@${b}` : `${b}@${a}`;
 }
 
 /** Base64 of a JSON object's UTF-8 text (HTTP payload fields). */
