@@ -181,7 +181,7 @@ void api_message_sync(api_req *r) {
     size_t kept = rc == MP_OK ? MP_MIN(f.n, (size_t)lim) : 0;
     json_t *arr = json_array();
     if (rc == MP_OK) {
-        qsort(f.v, f.n, sizeof *f.v, by_message_id); /* oldest first, across channels */
+        if (f.n) qsort(f.v, f.n, sizeof *f.v, by_message_id); /* oldest first, across channels */
         for (size_t i = 0; i < kept; i++) json_array_append(arr, f.v[i].json);
         remember(uid, positions(&chans, &f, kept));
     }
