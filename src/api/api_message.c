@@ -88,7 +88,7 @@ static void send_parse(ju *j, im_send_req *q, mp_buf *payload, mp_str **subs_out
         ju_fail(j, "payload must be standard base64 (with padding)");
         return;
     }
-    q->setting = is_stream == 1 ? 0x02 : 0; /* setting bit "stream" */
+    q->setting = is_stream == 1 ? PROTO_SETTING_STREAM : 0;
     if (ju_blank(q->from_uid)) q->from_uid = (mp_str){"", 0}; /* the system uid */
     if (ju_blank(q->client_msg_no)) q->client_msg_no = (mp_str){"", 0};
     int has_channel = !ju_blank(q->channel_id);
@@ -121,7 +121,7 @@ void api_message_send(api_req *r) {
     mp_str *subs = NULL;
     send_parse(&j, &q, &payload, &subs);
     if (j.failed) api_reply_error(r, 400, "%s", j.err);
-    else if (q.setting & 0x02) api_stream_send(&q, send_done, r); /* remembers the sender */
+    else if (q.setting & PROTO_SETTING_STREAM) api_stream_send(&q, send_done, r); /* remembers the sender */
     else im_send(&q, send_done, r);
     free(subs);
     mp_buf_free(&payload);
