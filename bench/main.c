@@ -48,7 +48,7 @@ static void usage(FILE *f) {
           "  --payload-size N    bytes of padding in each JSON payload (default 32)\n"
           "  --token-auth        register a token per uid (POST /user/token) and send it in CONNECT\n"
           "  --prefix P          uid/channel prefix, [A-Za-z0-9_], <= 16 chars (default random)\n"
-          "  --server-pid PID|auto  report the server's RSS and CPU (auto: a process named magpie)\n"
+          "  --server-pid PID|auto  report the server's RSS and CPU (auto: the one listening on --addr's port)\n"
           "  --json              print one JSON line instead of the text report\n",
           f);
 }
@@ -369,8 +369,10 @@ int main(int argc, char **argv) {
     r.server_pid = o->server_pid;
     if (o->server_pid < 0) {
         const char *colon = strrchr(o->addr, ':');
-        r.server_pid = procfs_find_magpie(atoi(colon + 1));
-        if (!r.server_pid) fprintf(stderr, "magpie-bench: --server-pid auto: no process named magpie\n");
+        r.server_pid = procfs_find_server(atoi(colon + 1));
+        if (!r.server_pid)
+            fprintf(stderr, "magpie-bench: --server-pid auto: no process listening on %s, none named magpie\n",
+                    o->addr);
     }
     uint64_t hwm;
     if (r.server_pid > 0) procfs_rss_kib(r.server_pid, &r.rss_before_kib, &hwm, &r.rss_anon_before_kib);

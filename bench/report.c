@@ -119,7 +119,7 @@ void report_text(const bench_ctx *ctx, const bench_result *r) {
     }
     if (r->server_pid > 0 && r->rss_kib)
         printf("  server       pid %d: RSS %.1f MiB at end of load, of which anonymous %.1f MiB (%.1f MiB before\n"
-               "               connecting, peak %.1f MiB; the rest is mapped LMDB pages), CPU %.0f%% (100%% = one core)\n",
+               "               connecting, peak %.1f MiB; the rest is file-backed, e.g. LMDB pages), CPU %.0f%% (100%% = one core)\n",
                r->server_pid, (double)r->rss_kib / 1024, (double)r->rss_anon_kib / 1024, (double)r->rss_before_kib / 1024,
                (double)r->rss_peak_kib / 1024, r->server_cpu_pct);
     else if (o->server_pid)
