@@ -159,6 +159,7 @@ int main(int argc, char **argv) {
         presence_free(worker_get(i));
         chan_free(worker_get(i));
         net_worker_free(worker_get(i));
+        session_worker_free(worker_get(i));
     }
     workers_destroy();
     LOG_INFO("main", "stopped");

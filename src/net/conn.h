@@ -51,9 +51,8 @@ typedef struct conn {
     char *uid;
     char *device_id;
     crypto_keys keys;
-    struct pending_recv *pending; /* singly linked, oldest first */
-    struct pending_recv *pending_tail;
-    uint32_t n_pending;
+    struct pending_recv *pending; /* ring of pending_cap (a power of 2), oldest at pending_head */
+    uint32_t pending_head, n_pending, pending_cap;
     uint64_t in_msgs, out_msgs, in_bytes, out_bytes; /* msgs: session.c; bytes: transport */
     /* Protocol packets (binary form, also for JSON-RPC clients) and the SEND / RECV share of
      * them, as WuKongIM counts them for /connz. */

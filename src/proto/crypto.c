@@ -2,15 +2,14 @@
  *
  * Hot paths (encrypt, decrypt, msgKey) run once per message per connection, so they
  * avoid per-call allocation: the AES and MD5 algorithm objects are fetched once per
- * process, the cipher and digest contexts are cached per thread (freed at thread exit),
- * and msgKey is computed as a stream (AES -> Base64 -> MD5 in fixed stack chunks)
- * instead of materialising the sign string, its ciphertext and its Base64 text.
+ * process, the cipher and digest contexts are cached per thread (freed at thread exit)
+ * with the last key expanded, and a msgKey's sign string, ciphertext and Base64 text
+ * live on the stack unless the payload is large. Each is one OpenSSL call per step:
+ * feeding OpenSSL many small pieces costs more than copying them together first.
  * X25519 only runs once per connection and uses the plain EVP_PKEY calls. */
 #include "crypto.h"
 
-#include <inttypes.h>
 #include <pthread.h>
-#include <stdio.h>
 
 #include <openssl/evp.h>
 #include <openssl/rand.h>
@@ -29,6 +28,10 @@ typedef struct tls_ctx {
     EVP_CIPHER_CTX *enc;
     EVP_CIPHER_CTX *dec;
     EVP_MD_CTX *md;
+    /* The key each cipher context was last expanded for: a RECV encrypts its payload and
+     * then its msgKey with one connection's key, so the second call only resets the IV. */
+    uint8_t enc_key[16], dec_key[16];
+    int enc_keyed, dec_keyed;
 } tls_ctx;
 
 static _Thread_local tls_ctx *t_ctx;
@@ -70,11 +73,45 @@ static tls_ctx *ctx_get(void) {
     return t;
 }
 
+/* Set key and IV on a cipher context; the key is expanded only when it changed. */
+static int enc_init(tls_ctx *t, const crypto_keys *k) {
+    int same = t->enc_keyed && memcmp(t->enc_key, k->aes_key, 16) == 0;
+    if (EVP_EncryptInit_ex2(t->enc, NULL, same ? NULL : k->aes_key, k->iv, NULL) != 1) {
+        t->enc_keyed = 0;
+        return 0;
+    }
+    memcpy(t->enc_key, k->aes_key, 16);
+    t->enc_keyed = 1;
+    return 1;
+}
+
+static int dec_init(tls_ctx *t, const crypto_keys *k) {
+    int same = t->dec_keyed && memcmp(t->dec_key, k->aes_key, 16) == 0;
+    if (EVP_DecryptInit_ex2(t->dec, NULL, same ? NULL : k->aes_key, k->iv, NULL) != 1) {
+        t->dec_keyed = 0;
+        return 0;
+    }
+    memcpy(t->dec_key, k->aes_key, 16);
+    t->dec_keyed = 1;
+    return 1;
+}
+
 /* ---- Base64 (standard alphabet, padded) ----------------------------------------- */
 
 static const char b64_alpha[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
 static size_t b64_enc_len(size_t n) { return (n + 2) / 3 * 4; }
+
+/* Two Base64 characters for every 12-bit value, so 3 input bytes take two lookups. Built
+ * by the preprocessor from the alphabet's ranges. */
+#define B64_CHAR(v) ((v) < 26 ? 'A' + (v) : (v) < 52 ? 'a' + (v) - 26 : (v) < 62 ? '0' + (v) - 52 : (v) == 62 ? '+' : '/')
+#define B64_PAIR(i) {(char)B64_CHAR((i) >> 6), (char)B64_CHAR((i) & 63)}
+#define B64_R4(i) B64_PAIR(i), B64_PAIR((i) + 1), B64_PAIR((i) + 2), B64_PAIR((i) + 3)
+#define B64_R16(i) B64_R4(i), B64_R4((i) + 4), B64_R4((i) + 8), B64_R4((i) + 12)
+#define B64_R64(i) B64_R16(i), B64_R16((i) + 16), B64_R16((i) + 32), B64_R16((i) + 48)
+#define B64_R256(i) B64_R64(i), B64_R64((i) + 64), B64_R64((i) + 128), B64_R64((i) + 192)
+#define B64_R1024(i) B64_R256(i), B64_R256((i) + 256), B64_R256((i) + 512), B64_R256((i) + 768)
+static const char b64_pair[4096][2] = {B64_R1024(0), B64_R1024(1024), B64_R1024(2048), B64_R1024(3072)};
 
 /* Writes b64_enc_len(n) chars to out (no NUL). */
 static size_t b64_enc(const uint8_t *in, size_t n, char *out) {
@@ -82,10 +119,9 @@ static size_t b64_enc(const uint8_t *in, size_t n, char *out) {
     size_t i = 0;
     for (; i + 3 <= n; i += 3) {
         uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 | in[i + 2];
-        *o++ = b64_alpha[v >> 18];
-        *o++ = b64_alpha[(v >> 12) & 63];
-        *o++ = b64_alpha[(v >> 6) & 63];
-        *o++ = b64_alpha[v & 63];
+        memcpy(o, b64_pair[v >> 12], 2);
+        memcpy(o + 2, b64_pair[v & 4095], 2);
+        o += 4;
     }
     if (i < n) {
         uint32_t v = (uint32_t)in[i] << 16 | (i + 1 < n ? (uint32_t)in[i + 1] << 8 : 0);
@@ -97,36 +133,61 @@ static size_t b64_enc(const uint8_t *in, size_t n, char *out) {
     return (size_t)(o - out);
 }
 
-/* 0..63 for alphabet characters, -1 otherwise. */
-static int b64_val(unsigned char c) {
-    if (c >= 'A' && c <= 'Z') return c - 'A';
-    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-    if (c >= '0' && c <= '9') return c - '0' + 52;
-    if (c == '+') return 62;
-    if (c == '/') return 63;
-    return -1;
-}
+/* Base64 digit values; 255 marks a character outside the alphabet. */
+static const uint8_t b64_digit[256] = {
+    255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255,
+    255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255,
+    255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255,  62, 255, 255, 255,  63,
+     52,  53,  54,  55,  56,  57,  58,  59,  60,  61, 255, 255, 255, 255, 255, 255,
+    255,   0,   1,   2,   3,   4,   5,   6,   7,   8,   9,  10,  11,  12,  13,  14,
+     15,  16,  17,  18,  19,  20,  21,  22,  23,  24,  25, 255, 255, 255, 255, 255,
+    255,  26,  27,  28,  29,  30,  31,  32,  33,  34,  35,  36,  37,  38,  39,  40,
+     41,  42,  43,  44,  45,  46,  47,  48,  49,  50,  51, 255, 255, 255, 255, 255,
+    255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255,
+    255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255,
+    255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255,
+    255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255,
+    255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255,
+    255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255,
+    255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255,
+    255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255,
+};
 
 /* Strict padded decode: length a multiple of 4, '=' only as the last one or two chars.
  * The whole input is validated, but at most `cap` bytes are stored into out.
  * Returns the decoded length (which may exceed cap), or -1 for invalid input. */
 static long b64_dec(const char *in, size_t n, uint8_t *out, size_t cap) {
     if (n % 4) return -1;
+    const unsigned char *q = (const unsigned char *)in;
+    size_t full = n ? n - 4 : 0; /* every group but the last has no padding */
     size_t o = 0;
-    for (size_t i = 0; i < n; i += 4) {
-        const unsigned char *q = (const unsigned char *)in + i;
-        int last = i + 4 == n;
-        int pad = 0;
-        if (last && q[3] == '=') pad = q[2] == '=' ? 2 : 1;
-        int a = b64_val(q[0]), b = b64_val(q[1]);
-        int c = pad == 2 ? 0 : b64_val(q[2]);
-        int d = pad ? 0 : b64_val(q[3]);
-        if ((a | b | c | d) < 0) return -1;
-        uint32_t v = (uint32_t)a << 18 | (uint32_t)b << 12 | (uint32_t)c << 6 | (uint32_t)d;
-        uint8_t t[3] = {(uint8_t)(v >> 16), (uint8_t)(v >> 8), (uint8_t)v};
-        for (int k = 0; k < 3 - pad; k++, o++)
-            if (o < cap) out[o] = t[k];
+    uint8_t bad = 0;
+    for (size_t i = 0; i < full; i += 4, q += 4) {
+        uint8_t a = b64_digit[q[0]], b = b64_digit[q[1]], c = b64_digit[q[2]], d = b64_digit[q[3]];
+        bad |= a | b | c | d; /* 255 sets the high bit; digits never do */
+        uint32_t v = (uint32_t)a << 18 | (uint32_t)b << 12 | (uint32_t)c << 6 | d;
+        if (o + 3 <= cap) {
+            out[o] = (uint8_t)(v >> 16);
+            out[o + 1] = (uint8_t)(v >> 8);
+            out[o + 2] = (uint8_t)v;
+        } else {
+            uint8_t t[3] = {(uint8_t)(v >> 16), (uint8_t)(v >> 8), (uint8_t)v};
+            for (int k = 0; k < 3; k++)
+                if (o + (size_t)k < cap) out[o + k] = t[k];
+        }
+        o += 3;
     }
+    if (bad & 0x80) return -1;
+    if (n == 0) return 0;
+    int pad = q[3] == '=' ? (q[2] == '=' ? 2 : 1) : 0;
+    uint8_t a = b64_digit[q[0]], b = b64_digit[q[1]];
+    uint8_t c = pad == 2 ? 0 : b64_digit[q[2]];
+    uint8_t d = pad ? 0 : b64_digit[q[3]];
+    if ((a | b | c | d) & 0x80) return -1;
+    uint32_t v = (uint32_t)a << 18 | (uint32_t)b << 12 | (uint32_t)c << 6 | d;
+    uint8_t t[3] = {(uint8_t)(v >> 16), (uint8_t)(v >> 8), (uint8_t)v};
+    for (int k = 0; k < 3 - pad; k++, o++)
+        if (o < cap) out[o] = t[k];
     return (long)o;
 }
 
@@ -269,8 +330,7 @@ int crypto_encrypt_b64(const crypto_keys *k, const uint8_t *plain, size_t len, m
     char *txt = (char *)out->data + out->len;
     uint8_t *ct = out->data + out->len + txt_len;
     int n1 = 0, n2 = 0;
-    if (EVP_EncryptInit_ex2(t->enc, NULL, k->aes_key, k->iv, NULL) != 1 ||
-        EVP_EncryptUpdate(t->enc, ct, &n1, plain, (int)len) != 1 ||
+    if (!enc_init(t, k) || EVP_EncryptUpdate(t->enc, ct, &n1, plain, (int)len) != 1 ||
         EVP_EncryptFinal_ex(t->enc, ct + n1, &n2) != 1 || (size_t)(n1 + n2) != ct_len)
         return MP_ECRYPTO;
     out->len += b64_enc(ct, ct_len, txt);
@@ -287,8 +347,7 @@ int crypto_decrypt_b64(const crypto_keys *k, const char *b64, size_t len, mp_buf
     if (n <= 0 || n % 16) return MP_ECRYPTO;
     /* Decrypt in place (exact overlap is allowed for CBC) and check PKCS#7 ourselves. */
     int n1 = 0, n2 = 0;
-    if (EVP_DecryptInit_ex2(t->dec, NULL, k->aes_key, k->iv, NULL) != 1 ||
-        EVP_DecryptUpdate(t->dec, buf, &n1, buf, (int)n) != 1 ||
+    if (!dec_init(t, k) || EVP_DecryptUpdate(t->dec, buf, &n1, buf, (int)n) != 1 ||
         EVP_DecryptFinal_ex(t->dec, buf + n1, &n2) != 1 || n1 + n2 != n)
         return MP_ECRYPTO;
     uint8_t pad = buf[n - 1];
@@ -301,96 +360,107 @@ int crypto_decrypt_b64(const crypto_keys *k, const char *b64, size_t len, mp_buf
 
 /* ---- msgKey --------------------------------------------------------------------- */
 
-/* Streams sign bytes through AES-CBC, the ciphertext through Base64 and the text
- * through MD5, using fixed stack buffers. */
-typedef struct mk_stream {
-    tls_ctx *t;
-    uint8_t ct[1024 + 16 + 2]; /* ciphertext not yet Base64-encoded (carry < 3 at rest) */
-    size_t ct_len;
-    int err;
-} mk_stream;
+/* Sign strings of ordinary messages fit on the stack; a bigger one (a large payload)
+ * takes one heap buffer for its ciphertext and Base64 text. */
+#define MK_STACK 1536
 
-static void mk_flush(mk_stream *s, int final) {
-    char txt[(sizeof(s->ct) + 2) / 3 * 4];
-    size_t n = final ? s->ct_len : s->ct_len / 3 * 3;
-    if (n == 0) return;
-    size_t tn = b64_enc(s->ct, n, txt);
-    if (EVP_DigestUpdate(s->t->md, txt, tn) != 1) s->err = 1;
-    memmove(s->ct, s->ct + n, s->ct_len - n);
-    s->ct_len -= n;
-}
-
-static void mk_begin(mk_stream *s, const crypto_keys *k) {
-    s->t = ctx_get();
-    s->ct_len = 0;
-    s->err = EVP_EncryptInit_ex2(s->t->enc, NULL, k->aes_key, k->iv, NULL) != 1 ||
-             EVP_DigestInit_ex(s->t->md, NULL, NULL) != 1;
-}
-
-static void mk_feed(mk_stream *s, const void *data, size_t len) {
-    const uint8_t *p = data;
-    while (len && !s->err) {
-        size_t chunk = MP_MIN(len, (size_t)1024);
-        int n = 0;
-        if (EVP_EncryptUpdate(s->t->enc, s->ct + s->ct_len, &n, p, (int)chunk) != 1) {
-            s->err = 1;
-            return;
-        }
-        s->ct_len += (size_t)n;
-        mk_flush(s, 0);
-        p += chunk;
-        len -= chunk;
-    }
-}
-
-static void mk_feed_str(mk_stream *s, mp_str v) { mk_feed(s, v.p, v.len); }
-
-static int mk_end(mk_stream *s, char out[32]) {
-    int n = 0;
-    if (!s->err && EVP_EncryptFinal_ex(s->t->enc, s->ct + s->ct_len, &n) != 1) s->err = 1;
-    if (s->err) return MP_ECRYPTO;
-    s->ct_len += (size_t)n;
-    mk_flush(s, 1);
+/* msgKey of the sign bytes: one AES pass, one Base64 pass, one MD5. */
+int crypto_msgkey(const crypto_keys *k, const uint8_t *sign, size_t len, char out[32]) {
+    if (len > INT32_MAX - 32) return MP_ECRYPTO;
+    tls_ctx *t = ctx_get();
+    size_t ct_len = (len / 16 + 1) * 16;
+    size_t need = ct_len + b64_enc_len(ct_len);
+    uint8_t stack[MK_STACK / 16 * 16 + 16 + (MK_STACK / 16 * 16 + 16 + 2) / 3 * 4];
+    uint8_t *mem = need <= sizeof(stack) ? stack : mp_malloc(need);
+    uint8_t *ct = mem;
+    char *txt = (char *)mem + ct_len;
+    int n1 = 0, n2 = 0, rc = MP_ECRYPTO;
     uint8_t md[16];
     unsigned int mdlen = 0;
-    if (s->err || EVP_DigestFinal_ex(s->t->md, md, &mdlen) != 1 || mdlen != 16) return MP_ECRYPTO;
-    hex_lower(md, 16, out);
-    return MP_OK;
+    if (enc_init(t, k) && EVP_EncryptUpdate(t->enc, ct, &n1, sign, (int)len) == 1 &&
+        EVP_EncryptFinal_ex(t->enc, ct + n1, &n2) == 1 && (size_t)(n1 + n2) == ct_len) {
+        size_t tn = b64_enc(ct, ct_len, txt);
+        if (EVP_DigestInit_ex(t->md, NULL, NULL) == 1 && EVP_DigestUpdate(t->md, txt, tn) == 1 &&
+            EVP_DigestFinal_ex(t->md, md, &mdlen) == 1 && mdlen == 16) {
+            hex_lower(md, 16, out);
+            rc = MP_OK;
+        }
+    }
+    if (mem != stack) free(mem);
+    return rc;
 }
 
-int crypto_msgkey(const crypto_keys *k, const uint8_t *sign, size_t len, char out[32]) {
-    mk_stream s;
-    mk_begin(&s, k);
-    mk_feed(&s, sign, len);
-    return mk_end(&s, out);
+/* The sign string under construction: on the stack while it fits, else on the heap. */
+typedef struct sign_buf {
+    char stack[MK_STACK];
+    mp_buf heap;
+    size_t len;
+    int spilled;
+} sign_buf;
+
+static void sign_put(sign_buf *b, const void *p, size_t n) {
+    if (!b->spilled && b->len + n <= sizeof(b->stack)) {
+        memcpy(b->stack + b->len, p, n);
+        b->len += n;
+        return;
+    }
+    if (!b->spilled) {
+        b->heap = (mp_buf)MP_BUF_INIT;
+        mp_buf_append(&b->heap, b->stack, b->len);
+        b->spilled = 1;
+    }
+    mp_buf_append(&b->heap, p, n);
+    b->len += n;
+}
+
+static void sign_str(sign_buf *b, mp_str v) { sign_put(b, v.p, v.len); }
+
+/* Decimal text of v (with a leading '-' when negative), as Go's strconv prints it. */
+static void sign_int(sign_buf *b, int64_t v) {
+    char tmp[21];
+    size_t i = sizeof(tmp);
+    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+    do {
+        tmp[--i] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0) tmp[--i] = '-';
+    sign_put(b, tmp + i, sizeof(tmp) - i);
+}
+
+static int sign_finish(sign_buf *b, const crypto_keys *k, char out[32]) {
+    const uint8_t *p = b->spilled ? b->heap.data : (const uint8_t *)b->stack;
+    int rc = crypto_msgkey(k, p, b->len, out);
+    if (b->spilled) mp_buf_free(&b->heap);
+    return rc;
 }
 
 int crypto_send_msgkey(const crypto_keys *k, uint32_t client_seq, mp_str client_msg_no, mp_str channel_id,
                        uint8_t channel_type, mp_str payload_b64, char out[32]) {
-    char num[24];
-    mk_stream s;
-    mk_begin(&s, k);
-    mk_feed(&s, num, (size_t)snprintf(num, sizeof(num), "%" PRIu32, client_seq));
-    mk_feed_str(&s, client_msg_no);
-    mk_feed_str(&s, channel_id);
-    mk_feed(&s, num, (size_t)snprintf(num, sizeof(num), "%u", (unsigned)channel_type));
-    mk_feed_str(&s, payload_b64);
-    return mk_end(&s, out);
+    sign_buf b;
+    b.len = 0;
+    b.spilled = 0;
+    sign_int(&b, client_seq);
+    sign_str(&b, client_msg_no);
+    sign_str(&b, channel_id);
+    sign_int(&b, channel_type);
+    sign_str(&b, payload_b64);
+    return sign_finish(&b, k, out);
 }
 
 int crypto_recv_msgkey(const crypto_keys *k, int64_t message_id, uint32_t message_seq, mp_str client_msg_no,
                        int32_t timestamp, mp_str from_uid, mp_str channel_id, uint8_t channel_type,
                        mp_str payload_b64, char out[32]) {
-    char num[24];
-    mk_stream s;
-    mk_begin(&s, k);
-    mk_feed(&s, num, (size_t)snprintf(num, sizeof(num), "%" PRId64, message_id));
-    mk_feed(&s, num, (size_t)snprintf(num, sizeof(num), "%" PRIu32, message_seq));
-    mk_feed_str(&s, client_msg_no);
-    mk_feed(&s, num, (size_t)snprintf(num, sizeof(num), "%" PRId32, timestamp));
-    mk_feed_str(&s, from_uid);
-    mk_feed_str(&s, channel_id);
-    mk_feed(&s, num, (size_t)snprintf(num, sizeof(num), "%u", (unsigned)channel_type));
-    mk_feed_str(&s, payload_b64);
-    return mk_end(&s, out);
+    sign_buf b;
+    b.len = 0;
+    b.spilled = 0;
+    sign_int(&b, message_id);
+    sign_int(&b, message_seq);
+    sign_str(&b, client_msg_no);
+    sign_int(&b, timestamp);
+    sign_str(&b, from_uid);
+    sign_str(&b, channel_id);
+    sign_int(&b, channel_type);
+    sign_str(&b, payload_b64);
+    return sign_finish(&b, k, out);
 }

@@ -12,14 +12,18 @@
 
 #define MAX_PENDING_PER_CONN 4096
 
+/* A RECV awaiting its RECVACK. It keeps a reference on the message, not a copy of the
+ * packet: a retry re-encodes it with the same timestamp, so the bytes are identical, and
+ * one message pushed to many connections is held once. The pending RECVs of a
+ * connection form a ring, oldest first (conn.h), because clients acknowledge in order
+ * almost always: adding and acknowledging are then O(1) and allocate nothing. */
 typedef struct pending_recv {
-    struct pending_recv *next;
-    int64_t message_id;
+    int64_t message_id; /* 0: acknowledged out of order, a hole until it reaches the head */
+    mp_msg *m;
     uint64_t sent_ms;
-    uint32_t tries;
-    uint32_t len;
-    uint8_t cmd;    /* a stored command message: a master's RECVACK moves the read pointer */
-    uint8_t data[]; /* the encoded RECV, re-sent byte-identically */
+    int32_t timestamp;  /* the RECV's timestamp field */
+    uint16_t tries;
+    uint8_t cmd;        /* a stored command message: a master's RECVACK moves the read pointer */
 } pending_recv;
 
 static const mp_config *g_cfg;
@@ -222,45 +226,88 @@ static int on_send(conn *c, const proto_frame *f) {
 
 /* ---- RECV / RECVACK ---------------------------------------------------------------- */
 
-static void pending_add(conn *c, int64_t message_id, int cmd, const uint8_t *p, size_t n) {
-    if (c->n_pending >= MAX_PENDING_PER_CONN) { /* drop the oldest: bounded memory */
-        pending_recv *old = c->pending;
-        c->pending = old->next;
-        if (!c->pending) c->pending_tail = NULL;
-        free(old);
-        c->n_pending--;
+static pending_recv *pending_at(conn *c, uint32_t i) {
+    return &c->pending[(c->pending_head + i) & (c->pending_cap - 1)];
+}
+
+static void pending_pop_head(conn *c) {
+    pending_recv *p = pending_at(c, 0);
+    if (p->m) msg_unref(p->m);
+    p->m = NULL;
+    c->pending_head = (c->pending_head + 1) & (c->pending_cap - 1);
+    c->n_pending--;
+}
+
+/* Drop acknowledged holes at the head; give a large, empty ring back. */
+static void pending_trim(conn *c) {
+    while (c->n_pending && pending_at(c, 0)->message_id == 0) pending_pop_head(c);
+    if (c->n_pending == 0 && c->pending_cap > 64) {
+        free(c->pending);
+        c->pending = NULL;
+        c->pending_cap = c->pending_head = 0;
     }
-    pending_recv *pr = mp_malloc(sizeof *pr + n);
-    pr->next = NULL;
-    pr->message_id = message_id;
-    pr->sent_ms = mp_mono_ms();
-    pr->tries = 0;
-    pr->cmd = (uint8_t)cmd;
-    pr->len = (uint32_t)n;
-    memcpy(pr->data, p, n);
-    if (c->pending_tail) c->pending_tail->next = pr;
-    else c->pending = pr;
-    c->pending_tail = pr;
-    c->n_pending++;
+}
+
+static void pending_grow(conn *c) {
+    uint32_t cap = c->pending_cap ? c->pending_cap * 2 : 8;
+    pending_recv *v = mp_malloc(cap * sizeof *v);
+    for (uint32_t i = 0; i < c->n_pending; i++) v[i] = *pending_at(c, i);
+    free(c->pending);
+    c->pending = v;
+    c->pending_cap = cap;
+    c->pending_head = 0;
+}
+
+static void pending_add(conn *c, mp_msg *m, int32_t timestamp, int cmd) {
+    if (c->n_pending >= MAX_PENDING_PER_CONN) { /* drop the oldest: bounded memory */
+        pending_pop_head(c);
+        pending_trim(c);
+    }
+    if (c->n_pending == c->pending_cap) pending_grow(c);
+    pending_recv *p = pending_at(c, c->n_pending++);
+    p->message_id = m->f.message_id;
+    p->m = msg_ref(m);
+    p->sent_ms = mp_mono_ms();
+    p->timestamp = timestamp;
+    p->tries = 0;
+    p->cmd = (uint8_t)cmd;
 }
 
 /* Drop the pending RECV of message_id; returns whether it was a command message. */
 static int pending_remove(conn *c, int64_t message_id) {
-    pending_recv *prev = NULL;
-    for (pending_recv *p = c->pending; p; prev = p, p = p->next) {
+    if (message_id == 0) return 0;
+    for (uint32_t i = 0; i < c->n_pending; i++) {
+        pending_recv *p = pending_at(c, i);
         if (p->message_id != message_id) continue;
-        if (prev) prev->next = p->next;
-        else c->pending = p->next;
-        if (c->pending_tail == p) c->pending_tail = prev;
         int cmd = p->cmd;
-        free(p);
-        c->n_pending--;
+        p->message_id = 0;
+        msg_unref(p->m);
+        p->m = NULL;
+        pending_trim(c);
         return cmd;
     }
     return 0;
 }
 
-static int encode_recv(conn *c, mp_msg *m, mp_buf *out) {
+static void pending_clear(conn *c) {
+    while (c->n_pending) pending_pop_head(c);
+    free(c->pending);
+    c->pending = NULL;
+    c->pending_cap = c->pending_head = 0;
+}
+
+/* Per-worker scratch buffers for encoding RECVs: the hot path allocates nothing. */
+static struct {
+    mp_buf enc, out;
+} g_scratch[MP_MAX_WORKERS];
+
+void session_worker_free(worker *w) {
+    mp_buf_free(&g_scratch[w->index].enc);
+    mp_buf_free(&g_scratch[w->index].out);
+}
+
+/* Encode m as this connection's RECV into out (appended). */
+static int encode_recv(conn *c, mp_msg *m, int32_t timestamp, mp_buf *out) {
     const msg_fields *f = &m->f;
     mp_str uid = mp_str_c(c->uid);
     int own = mp_str_eq(uid, f->from_uid);
@@ -277,25 +324,35 @@ static int encode_recv(conn *c, mp_msg *m, mp_buf *out) {
     r.client_msg_no = f->client_msg_no;
     r.message_id = f->message_id;
     r.message_seq = (uint32_t)f->seq;
-    r.timestamp = (int32_t)(mp_now_ms() / 1000);
+    r.timestamp = timestamp;
     r.topic = f->topic;
-    mp_buf enc = MP_BUF_INIT;
     char key[32];
     if (c->encrypt) {
-        if (crypto_encrypt_b64(&c->keys, (const uint8_t *)f->payload.p, f->payload.len, &enc) != MP_OK) {
-            mp_buf_free(&enc);
+        mp_buf *enc = &g_scratch[c->w->index].enc;
+        enc->len = 0;
+        if (crypto_encrypt_b64(&c->keys, (const uint8_t *)f->payload.p, f->payload.len, enc) != MP_OK)
             return MP_ECRYPTO;
-        }
-        r.payload = (mp_str){(const char *)enc.data, (uint32_t)enc.len};
+        r.payload = (mp_str){(const char *)enc->data, (uint32_t)enc->len};
         crypto_recv_msgkey(&c->keys, r.message_id, r.message_seq, r.client_msg_no, r.timestamp, r.from_uid,
                            r.channel_id, r.channel_type, r.payload, key);
         r.msg_key = (mp_str){key, 32};
     } else {
         r.payload = f->payload;
     }
-    int rc = proto_encode_recv(&r, c->version, out);
-    mp_buf_free(&enc);
-    return rc;
+    return proto_encode_recv(&r, c->version, out);
+}
+
+/* Encode and queue m's RECV; MP_OK once queued. */
+static int write_recv(conn *c, mp_msg *m, int32_t timestamp) {
+    mp_buf *out = &g_scratch[c->w->index].out;
+    out->len = 0;
+    int rc = encode_recv(c, m, timestamp, out);
+    if (rc != MP_OK) {
+        LOG_WARN("session", "conn=%llu cannot encode RECV: %s", (unsigned long long)c->id, mp_strerror(rc));
+        return rc;
+    }
+    conn_write_packet(c, out->data, out->len);
+    return MP_OK;
 }
 
 /* EVENT frames exist from protocol version 5 (GoProto v1.2.3). Older clients, SDK 1.0.4
@@ -323,18 +380,11 @@ void session_deliver(worker *w, uint64_t conn_id, mp_msg *m) {
         deliver_event(c, &m->f);
         return;
     }
-    mp_buf out = MP_BUF_INIT;
-    if (encode_recv(c, m, &out) != MP_OK) {
-        LOG_WARN("session", "conn=%llu cannot encode RECV", (unsigned long long)c->id);
-        mp_buf_free(&out);
-        return;
-    }
-    conn_write_packet(c, out.data, out.len);
+    int32_t ts = (int32_t)(mp_now_ms() / 1000);
+    if (write_recv(c, m, ts) != MP_OK) return;
     c->out_msgs++;
     if (!(m->f.flags & PROTO_FLAG_NOPERSIST))
-        pending_add(c, m->f.message_id, (m->f.flags & PROTO_FLAG_SYNCONCE) && chan_is_cmd(m->f.channel_id), out.data,
-                    out.len);
-    mp_buf_free(&out);
+        pending_add(c, m, ts, (m->f.flags & PROTO_FLAG_SYNCONCE) && chan_is_cmd(m->f.channel_id));
 }
 
 /* spec §5.8: a master device's RECVACK of a stored command message moves the user's
@@ -357,26 +407,20 @@ static int on_recvack(conn *c, const proto_frame *f) {
 }
 
 void session_sweep(conn *c, uint64_t now_ms) {
-    pending_recv *prev = NULL, *p = c->pending;
-    while (p) {
-        pending_recv *next = p->next;
-        if (now_ms - p->sent_ms >= g_cfg->retry_interval_ms) {
-            if (p->tries >= g_cfg->retry_max_count) { /* give up: the client syncs it later */
-                if (prev) prev->next = next;
-                else c->pending = next;
-                if (c->pending_tail == p) c->pending_tail = prev;
-                free(p);
-                c->n_pending--;
-                p = next;
-                continue;
-            }
-            p->tries++;
-            p->sent_ms = now_ms;
-            conn_write_packet(c, p->data, p->len);
+    for (uint32_t i = 0; i < c->n_pending; i++) {
+        pending_recv *p = pending_at(c, i);
+        if (p->message_id == 0 || now_ms - p->sent_ms < g_cfg->retry_interval_ms) continue;
+        if (p->tries >= g_cfg->retry_max_count) { /* give up: the client syncs it later */
+            p->message_id = 0;
+            msg_unref(p->m);
+            p->m = NULL;
+            continue;
         }
-        prev = p;
-        p = next;
+        p->tries++;
+        p->sent_ms = now_ms;
+        write_recv(c, p->m, p->timestamp);
     }
+    pending_trim(c);
 }
 
 /* ---- kicks, close -------------------------------------------------------------------- */
@@ -402,13 +446,7 @@ void session_on_close(conn *c) {
     }
     free(c->device_id);
     c->device_id = NULL;
-    while (c->pending) {
-        pending_recv *n = c->pending->next;
-        free(c->pending);
-        c->pending = n;
-    }
-    c->pending_tail = NULL;
-    c->n_pending = 0;
+    pending_clear(c);
 }
 
 /* ---- dispatch ------------------------------------------------------------------------- */

@@ -10,6 +10,8 @@
 #include "../proto/packet.h"
 
 void session_init(const mp_config *cfg);
+/* Free worker w's encoding scratch buffers (at shutdown, after its loop ended). */
+void session_worker_free(worker *w);
 
 /* Handle one framed packet. Returns MP_OK, or an error meaning "close the connection". */
 int session_on_packet(conn *c, const proto_frame *f);

@@ -263,12 +263,12 @@ static void test_example_recv_msgkey(void **state) {
     mp_buf_free(&enc);
 }
 
-/* msgKey is computed as a stream in chunks; it must equal the definition
- * md5hex(Base64(AES(sign))) for every length, across chunk boundaries. */
-static void test_msgkey_streaming_matches_definition(void **state) {
+/* msgKey must equal the definition md5hex(Base64(AES(sign))) for every length, on both
+ * sides of the stack/heap boundary of its buffers. */
+static void test_msgkey_matches_definition(void **state) {
     (void)state;
     crypto_keys k = example_keys();
-    static const size_t lens[] = {0, 1, 2, 3, 15, 16, 17, 47, 48, 1021, 1022, 1023, 1024, 1025, 2048, 3001, 70000};
+    static const size_t lens[] = {0, 1, 2, 3, 15, 16, 17, 47, 48, 1021, 1022, 1023, 1024, 1025, 1535, 1536, 1537, 2048, 3001, 70000};
     uint8_t *sign = mp_malloc(70000);
     for (size_t i = 0; i < 70000; i++) sign[i] = (uint8_t)(i * 131 + 7);
     for (size_t i = 0; i < MP_ARRAY_LEN(lens); i++) {
@@ -319,6 +319,34 @@ static void test_encrypt_decrypt_round_trip(void **state) {
         mp_buf_free(&dec);
     }
     free(plain);
+}
+
+/* The cipher contexts keep the last expanded key per thread: alternating connections'
+ * keys must still give each its own ciphertext. */
+static void test_alternating_keys(void **state) {
+    (void)state;
+    crypto_keys a = example_keys(), b = example_keys();
+    b.aes_key[0] ^= 1;
+    for (int round = 0; round < 3; round++) {
+        mp_buf ea = MP_BUF_INIT, eb = MP_BUF_INIT, d = MP_BUF_INIT;
+        assert_int_equal(crypto_encrypt_b64(&a, (const uint8_t *)PLAINTEXT, strlen(PLAINTEXT), &ea), MP_OK);
+        assert_int_equal(ea.len, strlen(PAYLOAD_B64));
+        assert_memory_equal(ea.data, PAYLOAD_B64, ea.len);
+        assert_int_equal(crypto_encrypt_b64(&b, (const uint8_t *)PLAINTEXT, strlen(PLAINTEXT), &eb), MP_OK);
+        assert_false(eb.len == ea.len && memcmp(eb.data, ea.data, ea.len) == 0);
+        /* b's ciphertext does not decrypt as a's, and a's does after b was used */
+        assert_int_not_equal(crypto_decrypt_b64(&a, (const char *)eb.data, eb.len, &d) == MP_OK &&
+                                 d.len == strlen(PLAINTEXT) && memcmp(d.data, PLAINTEXT, d.len) == 0,
+                             1);
+        mp_buf_reset(&d);
+        assert_int_equal(crypto_decrypt_b64(&b, (const char *)eb.data, eb.len, &d), MP_OK);
+        mp_buf_reset(&d);
+        assert_int_equal(crypto_decrypt_b64(&a, PAYLOAD_B64, strlen(PAYLOAD_B64), &d), MP_OK);
+        assert_memory_equal(d.data, PLAINTEXT, strlen(PLAINTEXT));
+        mp_buf_free(&ea);
+        mp_buf_free(&eb);
+        mp_buf_free(&d);
+    }
 }
 
 static void expect_decrypt_fail(const crypto_keys *k, const char *b64, size_t n) {
@@ -597,8 +625,9 @@ int main(void) {
         cmocka_unit_test(test_example_encrypt_decrypt),
         cmocka_unit_test(test_example_send_msgkey),
         cmocka_unit_test(test_example_recv_msgkey),
-        cmocka_unit_test(test_msgkey_streaming_matches_definition),
+        cmocka_unit_test(test_msgkey_matches_definition),
         cmocka_unit_test(test_encrypt_decrypt_round_trip),
+        cmocka_unit_test(test_alternating_keys),
         cmocka_unit_test(test_decrypt_failures),
         cmocka_unit_test(test_keypair),
         cmocka_unit_test(test_random_salt),
