@@ -18,6 +18,7 @@ typedef struct chan {
     uint32_t epoch;       /* bumped when a store failure rewinds last_seq */
     int subs_loaded;
     mp_str *subs;         /* cached subscriber list for fan-out */
+    uint64_t *subs_hash;  /* mp_hash of each, for presence_deliver's online filter */
     char *subs_text;
     size_t n_subs;
     mp_map *inflight;     /* from_uid "\0" client_msg_no -> send_op awaiting commit */
@@ -53,6 +54,7 @@ static void chan_free_one(void *p) {
     chan *c = p;
     free((void *)c->id.p);
     free(c->subs);
+    free(c->subs_hash);
     free(c->subs_text);
     free(c->temp);
     map_free(c->inflight, NULL);
@@ -200,12 +202,15 @@ static int load_subs(chan *c) {
     }
     add_implied(&a, implied_member(c->type, id));
     free(c->subs);
+    free(c->subs_hash);
     free(c->subs_text);
     c->subs_text = (char *)a.text.data;
     c->subs = mp_malloc((a.n ? a.n : 1) * sizeof(mp_str));
+    c->subs_hash = mp_malloc((a.n ? a.n : 1) * sizeof(uint64_t));
     size_t off = 0;
     for (size_t i = 0; i < a.n; i++) {
         c->subs[i] = (mp_str){c->subs_text + off, a.lens[i]};
+        c->subs_hash[i] = mp_hash(c->subs[i].p, c->subs[i].len);
         off += a.lens[i];
     }
     c->n_subs = a.n;
@@ -399,6 +404,7 @@ static int conversations_kept(uint8_t t) { return t != CHANNEL_DATA && t != CHAN
  * next change of the channel's cache. */
 typedef struct rcpt {
     const mp_str *uids;
+    const uint64_t *hashes; /* their mp_hash values when cached, else NULL */
     size_t n;
     mp_str pair[2];
 } rcpt;
@@ -420,6 +426,7 @@ static int temp_alive(const temp_set *t, uint64_t now) {
 static int resolve_recipients(chan *c, rcpt *to) {
     mp_str id = rules_id(c->type, c->id), a, b;
     to->uids = to->pair;
+    to->hashes = NULL;
     to->n = 0;
     switch (c->type) {
     case CHANNEL_PERSON:
@@ -442,6 +449,7 @@ static int resolve_recipients(chan *c, rcpt *to) {
         int rc = load_subs(c);
         if (rc != MP_OK) return rc;
         to->uids = c->subs;
+        to->hashes = c->subs_hash;
         to->n = c->n_subs;
         return MP_OK;
     }
@@ -456,12 +464,12 @@ static void fan_out(chan *c, const chan_send *r, mp_msg *m) {
                   mp_strerror(rc));
         return;
     }
-    presence_deliver(m, to.uids, to.n, r->conn_id);
+    presence_deliver(m, to.uids, to.hashes, to.n, r->conn_id);
 }
 
 /* A send with explicit recipients goes to them; any other to the channel's own. */
 static void deliver(chan *c, const chan_send *r, mp_msg *m) {
-    if (r->n_recipients) presence_deliver(m, r->recipients, r->n_recipients, r->conn_id);
+    if (r->n_recipients) presence_deliver(m, r->recipients, NULL, r->n_recipients, r->conn_id);
     else fan_out(c, r, m);
 }
 

@@ -2,6 +2,8 @@
  * online-status and registry-size queries of the HTTP API. */
 #include "presence.h"
 
+#include <stdatomic.h>
+
 #include "../common/log.h"
 #include "../common/map.h"
 #include "../proto/packet.h"
@@ -24,6 +26,27 @@ typedef struct user {
 struct presence_mgr {
     mp_map *users; /* uid -> user */
 };
+
+/* The online filter: per hash slot, how many users with at least one registered
+ * connection have a uid hashing there. Owners count their users in and out; any thread
+ * reads it without a lock. A zero slot proves that none of the uids hashing to it is
+ * online, so a fan-out skips such members without asking their owners: a message to a
+ * 100,000-member group with 200 members online ships ~200 uids between threads instead of
+ * 100,000. With 2^20 slots and N users online a member slot is busy with probability
+ * ~N/2^20 (false positives cost only the owner's lookup). 4 MiB of address space,
+ * resident only where uids hash. */
+#define ONLINE_SLOTS (1u << 20)
+static atomic_uint g_online[ONLINE_SLOTS];
+
+static void online_count(uint64_t h, int delta) {
+    atomic_uint *slot = &g_online[h & (ONLINE_SLOTS - 1)];
+    if (delta > 0) atomic_fetch_add_explicit(slot, 1, memory_order_relaxed);
+    else atomic_fetch_sub_explicit(slot, 1, memory_order_relaxed);
+}
+
+static int maybe_online(uint64_t h) {
+    return atomic_load_explicit(&g_online[h & (ONLINE_SLOTS - 1)], memory_order_relaxed) != 0;
+}
 
 static void user_free(void *p) {
     user *u = p;
@@ -82,6 +105,7 @@ static void do_online(worker *w, void *arg) {
     if (!u) {
         u = mp_calloc(1, sizeof *u);
         map_put(w->presence->users, uid.p, uid.len, u);
+        online_count(mp_hash(uid.p, uid.len), +1);
     }
     uint32_t delay = im_config()->kick_close_delay_ms;
     for (size_t i = 0; i < u->n; i++) { /* spec §8.7 */
@@ -127,7 +151,10 @@ static void do_offline(worker *w, void *arg) {
             u->devs[i] = u->devs[--u->n];
             break;
         }
-        if (u->n == 0) user_free(map_del(w->presence->users, r->uid, n));
+        if (u->n == 0) {
+            user_free(map_del(w->presence->users, r->uid, n));
+            online_count(mp_hash(r->uid, n), -1);
+        }
     }
     free(r);
 }
@@ -179,21 +206,24 @@ static void do_conn_batch(worker *w, void *arg) {
     free(b);
 }
 
-/* uids owned by one worker that should get m; the uid bytes follow the offsets. */
+/* uids owned by one worker that may be online and should get m: one allocation, the
+ * n + 1 offsets and then the uid bytes follow the struct. */
 typedef struct uid_batch {
     mp_msg *m;
     uint64_t exclude;
     size_t n;
-    uint32_t *offs; /* n + 1 offsets into text */
-    char *text;
+    uint32_t offs[];
 } uid_batch;
+
+static const char *batch_text(const uid_batch *b) { return (const char *)&b->offs[b->n + 1]; }
 
 static void do_uid_batch(worker *w, void *arg) {
     uid_batch *b = arg;
     int nw = workers_count();
     conn_batch *per[MP_MAX_WORKERS] = {0};
+    const char *text = batch_text(b);
     for (size_t i = 0; i < b->n; i++) {
-        user *u = map_get(w->presence->users, b->text + b->offs[i], b->offs[i + 1] - b->offs[i]);
+        user *u = map_get(w->presence->users, text + b->offs[i], b->offs[i + 1] - b->offs[i]);
         for (size_t j = 0; u && j < u->n; j++) {
             dev *d = &u->devs[j];
             if (d->conn_id == b->exclude) continue;
@@ -214,41 +244,58 @@ static void do_uid_batch(worker *w, void *arg) {
     for (int i = 0; i < nw; i++)
         if (per[i]) worker_post(i, do_conn_batch, per[i]);
     msg_unref(b->m);
-    free(b->offs);
-    free(b->text);
     free(b);
 }
 
-void presence_deliver(mp_msg *m, const mp_str *uids, size_t n, uint64_t exclude_conn_id) {
+/* Members that passed the online filter, with their owners. */
+typedef struct candidate {
+    uint32_t index;
+    int owner;
+} candidate;
+
+void presence_deliver(mp_msg *m, const mp_str *uids, const uint64_t *hashes, size_t n, uint64_t exclude_conn_id) {
     int nw = workers_count();
     size_t count[MP_MAX_WORKERS] = {0}, bytes[MP_MAX_WORKERS] = {0};
-    int *owner = mp_malloc((n ? n : 1) * sizeof(int));
+    candidate stack[256];
+    candidate *cand = stack;
+    size_t nc = 0, cap = MP_ARRAY_LEN(stack);
     for (size_t i = 0; i < n; i++) {
-        owner[i] = owner_of_uid(uids[i]);
-        count[owner[i]]++;
-        bytes[owner[i]] += uids[i].len;
+        uint64_t h = hashes ? hashes[i] : mp_hash(uids[i].p, uids[i].len);
+        if (!maybe_online(h)) continue;
+        if (nc == cap) {
+            cap *= 2;
+            candidate *bigger = mp_malloc(cap * sizeof *bigger);
+            memcpy(bigger, cand, nc * sizeof *cand);
+            if (cand != stack) free(cand);
+            cand = bigger;
+        }
+        int owner = (int)(h % (uint64_t)nw); /* = worker_owner_of(uid) */
+        cand[nc++] = (candidate){(uint32_t)i, owner};
+        count[owner]++;
+        bytes[owner] += uids[i].len;
     }
     uid_batch *per[MP_MAX_WORKERS] = {0};
     for (int wi = 0; wi < nw; wi++) {
         if (!count[wi]) continue;
-        uid_batch *b = mp_malloc(sizeof *b);
+        uid_batch *b = mp_malloc(sizeof *b + (count[wi] + 1) * sizeof(uint32_t) + bytes[wi]);
         b->m = msg_ref(m);
         b->exclude = exclude_conn_id;
         b->n = 0;
-        b->offs = mp_malloc((count[wi] + 1) * sizeof(uint32_t));
         b->offs[0] = 0;
-        b->text = mp_malloc(bytes[wi] ? bytes[wi] : 1);
         per[wi] = b;
     }
-    for (size_t i = 0; i < n; i++) {
-        uid_batch *b = per[owner[i]];
-        memcpy(b->text + b->offs[b->n], uids[i].p, uids[i].len);
-        b->offs[b->n + 1] = b->offs[b->n] + uids[i].len;
+    for (size_t k = 0; k < nc; k++) {
+        uid_batch *b = per[cand[k].owner];
+        mp_str uid = uids[cand[k].index];
+        /* the text starts after count + 1 offsets; n is final only at the end, so use count */
+        char *text = (char *)&b->offs[count[cand[k].owner] + 1];
+        memcpy(text + b->offs[b->n], uid.p, uid.len);
+        b->offs[b->n + 1] = b->offs[b->n] + uid.len;
         b->n++;
     }
+    if (cand != stack) free(cand);
     for (int wi = 0; wi < nw; wi++)
         if (per[wi]) worker_post(wi, do_uid_batch, per[wi]);
-    free(owner);
 }
 
 /* ---- queries --------------------------------------------------------------------------

@@ -19,8 +19,9 @@ void presence_offline(mp_str uid, uint64_t conn_id);
 void presence_kick_device(mp_str uid, uint8_t device_flag, uint32_t delay_ms);
 
 /* Deliver m to every online connection of the given uids except exclude_conn_id.
- * Takes its own references on m. */
-void presence_deliver(mp_msg *m, const mp_str *uids, size_t n, uint64_t exclude_conn_id);
+ * hashes[i] = mp_hash(uids[i]) when the caller keeps them (a channel's cached members),
+ * or NULL to compute them. Takes its own references on m. */
+void presence_deliver(mp_msg *m, const mp_str *uids, const uint64_t *hashes, size_t n, uint64_t exclude_conn_id);
 
 /* ---- queries (for the HTTP API): asked on any worker, answered on the same worker ---- */
 

@@ -10,9 +10,12 @@
 #include "crypto.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 
 #include <openssl/evp.h>
 #include <openssl/rand.h>
+
+#include "aesni.h"
 
 /* ---- per-process algorithms and per-thread contexts ----------------------------- */
 
@@ -32,7 +35,14 @@ typedef struct tls_ctx {
      * then its msgKey with one connection's key, so the second call only resets the IV. */
     uint8_t enc_key[16], dec_key[16];
     int enc_keyed, dec_keyed;
+    /* The same for the AES-NI path: the schedules of the last key used on this thread. */
+    aesni_key ni;
+    uint8_t ni_key[16];
+    int ni_keyed;
 } tls_ctx;
+
+/* AES-NI when the CPU has it (decided once), unless a test asked for OpenSSL. */
+static atomic_int g_use_aesni;
 
 static _Thread_local tls_ctx *t_ctx;
 
@@ -42,6 +52,7 @@ static void tls_free(void *p) {
     EVP_CIPHER_CTX_free(t->enc);
     EVP_CIPHER_CTX_free(t->dec);
     EVP_MD_CTX_free(t->md);
+    OPENSSL_cleanse(t, sizeof *t);
     free(t);
     t_ctx = NULL; /* a later call from another destructor on this thread starts afresh */
 }
@@ -53,6 +64,23 @@ static void init_once(void) {
     MP_ASSERT(g_aes && g_md5);
     int rc = pthread_key_create(&g_tls_key, tls_free);
     MP_ASSERT(rc == 0);
+    atomic_store(&g_use_aesni, aesni_available());
+}
+
+void crypto_force_openssl(int on) {
+    pthread_once(&g_once, init_once);
+    atomic_store(&g_use_aesni, on ? 0 : aesni_available());
+}
+
+/* The AES-NI schedules for k on this thread, or NULL when OpenSSL does the AES. */
+static const aesni_key *ni_key(tls_ctx *t, const crypto_keys *k) {
+    if (!atomic_load_explicit(&g_use_aesni, memory_order_relaxed)) return NULL;
+    if (!t->ni_keyed || memcmp(t->ni_key, k->aes_key, 16) != 0) {
+        aesni_expand(k->aes_key, &t->ni);
+        memcpy(t->ni_key, k->aes_key, 16);
+        t->ni_keyed = 1;
+    }
+    return &t->ni;
 }
 
 static tls_ctx *ctx_get(void) {
@@ -320,6 +348,20 @@ int crypto_server_handshake(const char *client_key_b64, size_t len, crypto_keys 
 
 /* ---- AES-128-CBC ---------------------------------------------------------------- */
 
+/* ct = AES-CBC(plain ‖ PKCS#7), (len / 16 + 1) * 16 bytes. */
+static int aes_encrypt_pad(tls_ctx *t, const crypto_keys *k, const uint8_t *plain, size_t len, uint8_t *ct) {
+    const aesni_key *ni = ni_key(t, k);
+    if (ni) {
+        aesni_cbc_encrypt_pad(ni, k->iv, plain, len, ct);
+        return MP_OK;
+    }
+    int n1 = 0, n2 = 0;
+    if (!enc_init(t, k) || EVP_EncryptUpdate(t->enc, ct, &n1, plain, (int)len) != 1 ||
+        EVP_EncryptFinal_ex(t->enc, ct + n1, &n2) != 1 || (size_t)(n1 + n2) != (len / 16 + 1) * 16)
+        return MP_ECRYPTO;
+    return MP_OK;
+}
+
 int crypto_encrypt_b64(const crypto_keys *k, const uint8_t *plain, size_t len, mp_buf *out) {
     if (len > INT32_MAX - 32) return MP_ECRYPTO;
     tls_ctx *t = ctx_get();
@@ -329,10 +371,7 @@ int crypto_encrypt_b64(const crypto_keys *k, const uint8_t *plain, size_t len, m
     mp_buf_reserve(out, txt_len + ct_len);
     char *txt = (char *)out->data + out->len;
     uint8_t *ct = out->data + out->len + txt_len;
-    int n1 = 0, n2 = 0;
-    if (!enc_init(t, k) || EVP_EncryptUpdate(t->enc, ct, &n1, plain, (int)len) != 1 ||
-        EVP_EncryptFinal_ex(t->enc, ct + n1, &n2) != 1 || (size_t)(n1 + n2) != ct_len)
-        return MP_ECRYPTO;
+    if (aes_encrypt_pad(t, k, plain, len, ct) != MP_OK) return MP_ECRYPTO;
     out->len += b64_enc(ct, ct_len, txt);
     return MP_OK;
 }
@@ -346,10 +385,15 @@ int crypto_decrypt_b64(const crypto_keys *k, const char *b64, size_t len, mp_buf
     long n = b64_dec(b64, len, buf, cap);
     if (n <= 0 || n % 16) return MP_ECRYPTO;
     /* Decrypt in place (exact overlap is allowed for CBC) and check PKCS#7 ourselves. */
-    int n1 = 0, n2 = 0;
-    if (!dec_init(t, k) || EVP_DecryptUpdate(t->dec, buf, &n1, buf, (int)n) != 1 ||
-        EVP_DecryptFinal_ex(t->dec, buf + n1, &n2) != 1 || n1 + n2 != n)
-        return MP_ECRYPTO;
+    const aesni_key *ni = ni_key(t, k);
+    if (ni) {
+        aesni_cbc_decrypt(ni, k->iv, buf, (size_t)n / 16, buf);
+    } else {
+        int n1 = 0, n2 = 0;
+        if (!dec_init(t, k) || EVP_DecryptUpdate(t->dec, buf, &n1, buf, (int)n) != 1 ||
+            EVP_DecryptFinal_ex(t->dec, buf + n1, &n2) != 1 || n1 + n2 != n)
+            return MP_ECRYPTO;
+    }
     uint8_t pad = buf[n - 1];
     uint8_t bad = pad == 0 || pad > 16;
     for (int i = 0; i < 16; i++) bad |= (uint8_t)((i < pad) & (buf[n - 1 - i] != pad));
@@ -374,11 +418,10 @@ int crypto_msgkey(const crypto_keys *k, const uint8_t *sign, size_t len, char ou
     uint8_t *mem = need <= sizeof(stack) ? stack : mp_malloc(need);
     uint8_t *ct = mem;
     char *txt = (char *)mem + ct_len;
-    int n1 = 0, n2 = 0, rc = MP_ECRYPTO;
+    int rc = MP_ECRYPTO;
     uint8_t md[16];
     unsigned int mdlen = 0;
-    if (enc_init(t, k) && EVP_EncryptUpdate(t->enc, ct, &n1, sign, (int)len) == 1 &&
-        EVP_EncryptFinal_ex(t->enc, ct + n1, &n2) == 1 && (size_t)(n1 + n2) == ct_len) {
+    if (aes_encrypt_pad(t, k, sign, len, ct) == MP_OK) {
         size_t tn = b64_enc(ct, ct_len, txt);
         if (EVP_DigestInit_ex(t->md, NULL, NULL) == 1 && EVP_DigestUpdate(t->md, txt, tn) == 1 &&
             EVP_DigestFinal_ex(t->md, md, &mdlen) == 1 && mdlen == 16) {

@@ -53,6 +53,10 @@ int crypto_recv_msgkey(const crypto_keys *k, int64_t message_id, uint32_t messag
                        int32_t timestamp, mp_str from_uid, mp_str channel_id, uint8_t channel_type,
                        mp_str payload_b64, char out[32]);
 
+/* AES runs on the CPU's AES instructions when it has them (aesni.h), else through
+ * OpenSSL. on = 1 forces OpenSSL for the whole process (tests compare the two). */
+void crypto_force_openssl(int on);
+
 /* MD5 hex helper (32 lowercase chars, no NUL) and SHA-1 (20 bytes) for the WebSocket handshake. */
 void crypto_md5_hex(const uint8_t *in, size_t len, char out[32]);
 void crypto_sha1(const uint8_t *in, size_t len, uint8_t out[20]);

@@ -15,8 +15,9 @@
  * Length prefixes make every prefix scan exact: uid "a" never matches the rows of "ab".
  *
  * Writer: ops queue on a mutex-protected list. The writer takes up to max_batch of them,
- * runs each in a nested transaction of one batch transaction, commits once and only then
- * calls the done callbacks. Ops that arrive during a commit form the next batch. On
+ * runs them in one batch transaction, commits once and only then calls the done
+ * callbacks. If an op fails, the batch is aborted and re-run with each op in a nested
+ * transaction, so only the failed op's changes are lost (run_flat, run_nested). Ops that arrive during a commit form the next batch. On
  * MDB_MAP_FULL the batch is aborted, the map doubled and the batch re-run; LMDB requires
  * that no transaction is open in the process while the map is resized, so read
  * transactions pass through a gate (readers counter + resizing flag) the writer can close. */
@@ -104,7 +105,7 @@ struct store {
     pthread_cond_t gate_cond;
 
     atomic_uint_fast64_t st_submitted, st_completed, st_commits, st_commit_failures, st_largest_batch,
-        st_map_resizes, st_syncs, st_map_size;
+        st_map_resizes, st_syncs, st_map_size, st_nested_reruns;
 };
 
 /* One transaction as the accessors see it; lmdb_err keeps the first LMDB failure so the
@@ -998,28 +999,34 @@ static void set_status(store_op *from, store_op *to, int status) {
     for (store_op *op = from; op != to; op = op->next) op->status = status;
 }
 
-enum { TXN_DONE = 0, TXN_MAP_FULL = 1 };
+enum { TXN_DONE = 0, TXN_MAP_FULL = 1, TXN_NEEDS_NESTED = 2 };
 
-/* Run ops from `first` in one write transaction, each in a nested one, and commit.
- * Sets every op's status. *stop is the first op left for a new transaction (when this one
- * reached LMDB's dirty-page limit), or NULL. Returns TXN_MAP_FULL (all aborted) when the
- * map must grow. */
-static int run_txn(store *s, store_op *first, store_op **stop) {
-    *stop = NULL;
-    MDB_txn *parent;
-    int rc = mdb_txn_begin(s->env, NULL, 0, &parent);
-    if (rc == MDB_MAP_FULL) return TXN_MAP_FULL;
-    if (rc) {
-        LOG_ERROR(COMP, "write txn: %s", mdb_strerror(rc));
-        set_status(first, NULL, MP_EIO);
-        stat_add(&s->st_commit_failures, 1);
-        return TXN_DONE;
+/* Flat mode: every op writes straight into the batch transaction. This is the fast path:
+ * an LMDB nested transaction allocates its own dirty-page list and copies each page it
+ * touches from its parent, which cost more than the writes themselves. An op that fails
+ * may have written part of its changes, so on the first failure (or a full transaction)
+ * the batch is aborted and returns TXN_NEEDS_NESTED, to be re-run in nested mode; ops
+ * may run more than once anyway (store.h). */
+static int run_flat(store *s, MDB_txn *parent, store_op *first) {
+    struct store_wtxn w = {{s, parent, 0}};
+    for (store_op *op = first; op; op = op->next) {
+        op->status = MP_OK;
+        if (!op->fn) continue;
+        int st = op->fn(&w, op->arg);
+        if (w.t.lmdb_err == MDB_MAP_FULL) return TXN_MAP_FULL;
+        if (st != MP_OK || w.t.lmdb_err) return TXN_NEEDS_NESTED;
     }
+    return TXN_DONE;
+}
+
+/* Nested mode: each op in its own nested transaction, so a failing op's partial changes
+ * are discarded alone. *stop as for run_txn. */
+static int run_nested(store *s, MDB_txn *parent, store_op *first, store_op **stop) {
     for (store_op *op = first; op; op = op->next) {
         op->status = MP_OK;
         if (!op->fn) continue;
         struct store_wtxn w = {{s, NULL, 0}};
-        rc = mdb_txn_begin(s->env, parent, 0, &w.t.txn);
+        int rc = mdb_txn_begin(s->env, parent, 0, &w.t.txn);
         if (rc) {
             LOG_ERROR(COMP, "nested txn: %s", mdb_strerror(rc));
             op->status = MP_EIO;
@@ -1034,10 +1041,7 @@ static int run_txn(store *s, store_op *first, store_op **stop) {
         } else {
             mdb_txn_abort(w.t.txn);
         }
-        if (w.t.lmdb_err == MDB_MAP_FULL) {
-            mdb_txn_abort(parent);
-            return TXN_MAP_FULL;
-        }
+        if (w.t.lmdb_err == MDB_MAP_FULL) return TXN_MAP_FULL;
         if (w.t.lmdb_err == MDB_TXN_FULL) {
             if (op != first) { /* commit what came before; this op starts the next txn */
                 *stop = op;
@@ -1048,6 +1052,29 @@ static int run_txn(store *s, store_op *first, store_op **stop) {
             continue;
         }
         op->status = st != MP_OK ? st : MP_EIO;
+    }
+    return TXN_DONE;
+}
+
+/* Run ops from `first` in one write transaction (flat, or nested when asked) and commit.
+ * Sets every op's status. *stop is the first op left for a new transaction (when this one
+ * reached LMDB's dirty-page limit), or NULL. Returns TXN_MAP_FULL (all aborted) when the
+ * map must grow, TXN_NEEDS_NESTED (all aborted) when a flat run must be redone nested. */
+static int run_txn(store *s, store_op *first, store_op **stop, int nested) {
+    *stop = NULL;
+    MDB_txn *parent;
+    int rc = mdb_txn_begin(s->env, NULL, 0, &parent);
+    if (rc == MDB_MAP_FULL) return TXN_MAP_FULL;
+    if (rc) {
+        LOG_ERROR(COMP, "write txn: %s", mdb_strerror(rc));
+        set_status(first, NULL, MP_EIO);
+        stat_add(&s->st_commit_failures, 1);
+        return TXN_DONE;
+    }
+    int r = nested ? run_nested(s, parent, first, stop) : run_flat(s, parent, first);
+    if (r != TXN_DONE) {
+        mdb_txn_abort(parent);
+        return r;
     }
     rc = mdb_txn_commit(parent);
     if (rc == MDB_MAP_FULL) return TXN_MAP_FULL;
@@ -1067,15 +1094,23 @@ static int run_txn(store *s, store_op *first, store_op **stop) {
 
 /* Commit ops from `first`; returns where the next transaction must start (NULL: all done). */
 static store_op *run_segment(store *s, store_op *first) {
-    for (int grows = 0;; grows++) {
+    int nested = 0;
+    for (int grows = 0;;) {
         store_op *stop;
-        if (run_txn(s, first, &stop) == TXN_DONE) return stop;
+        int r = run_txn(s, first, &stop, nested);
+        if (r == TXN_DONE) return stop;
+        if (r == TXN_NEEDS_NESTED) {
+            nested = 1;
+            stat_add(&s->st_nested_reruns, 1);
+            continue;
+        }
         if (grows >= MAX_GROWS || grow_map(s) != MP_OK) {
             if (grows >= MAX_GROWS) LOG_ERROR(COMP, "map still full after %d resizes; batch failed", grows);
             set_status(first, NULL, MP_EIO);
             stat_add(&s->st_commit_failures, 1);
             return NULL;
         }
+        grows++;
     }
 }
 
@@ -1176,6 +1211,7 @@ void store_get_stats(store *s, store_stats *out) {
     out->commit_failures = atomic_load_explicit(&s->st_commit_failures, memory_order_relaxed);
     out->largest_batch = atomic_load_explicit(&s->st_largest_batch, memory_order_relaxed);
     out->map_resizes = atomic_load_explicit(&s->st_map_resizes, memory_order_relaxed);
+    out->nested_reruns = atomic_load_explicit(&s->st_nested_reruns, memory_order_relaxed);
     out->syncs = atomic_load_explicit(&s->st_syncs, memory_order_relaxed);
     out->map_size = atomic_load_explicit(&s->st_map_size, memory_order_relaxed);
 }

@@ -43,11 +43,12 @@ void store_close(store *s);
 /* ---- writes ---------------------------------------------------------------------- */
 
 /* Runs on the writer thread inside the batch transaction. Return MP_OK to keep the op's
- * changes, or an error code to discard them (only this op's changes: each op runs in a
- * nested transaction). When a store_txn_* call fails, return its error: an op whose LMDB
+ * changes, or an error code to discard them (only this op's changes: the batch is then
+ * re-run with each op in a nested transaction). When a store_txn_* call fails, return its error: an op whose LMDB
  * calls failed is discarded even if it returns MP_OK. fn may run more than once (the
- * writer re-runs a whole batch after growing a full map), so it must have no effects
- * outside the transaction except on its own arg. */
+ * writer re-runs a whole batch after growing a full map or after an op failed), so it
+ * must have no effects outside the transaction except on its own arg, and a later run
+ * must overwrite whatever an earlier one left in arg. */
 typedef int (*store_write_fn)(store_wtxn *txn, void *arg);
 /* Called on the writer thread once the op's batch is durable (status = fn's result), or
  * failed (status = MP_EIO, nothing of the batch was kept). Must be quick and thread-safe
@@ -170,6 +171,7 @@ typedef struct store_stats {
     uint64_t map_resizes;     /* times the map was grown after MDB_MAP_FULL */
     uint64_t syncs;           /* explicit fsyncs (STORE_SYNC_INTERVAL mode) */
     uint64_t map_size;        /* current map size in bytes */
+    uint64_t nested_reruns;   /* batches re-run op by op because one op failed */
 } store_stats;
 void store_get_stats(store *s, store_stats *out);
 

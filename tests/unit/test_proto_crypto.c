@@ -12,7 +12,10 @@
 
 #include <openssl/evp.h>
 
+#include <openssl/rand.h>
+
 #include "common/buf.h"
+#include "proto/aesni.h"
 #include "proto/crypto.h"
 
 /* ---- §7.9 values ---------------------------------------------------------------- */
@@ -321,6 +324,38 @@ static void test_encrypt_decrypt_round_trip(void **state) {
     free(plain);
 }
 
+/* The AES-NI path against OpenSSL's EVP AES-128-CBC: random keys, IVs and lengths,
+ * padding included, decryption in place and out of place. */
+static void test_aesni_matches_openssl(void **state) {
+    (void)state;
+    if (!aesni_available()) skip();
+    EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
+    uint8_t plain[700], ref[720], got[720], back[720];
+    for (int round = 0; round < 400; round++) {
+        uint8_t key[16], iv[16];
+        assert_int_equal(RAND_bytes(key, 16), 1);
+        assert_int_equal(RAND_bytes(iv, 16), 1);
+        size_t len = round < 50 ? (size_t)round : (size_t)(round * 7919) % sizeof plain;
+        assert_int_equal(RAND_bytes(plain, (int)sizeof plain), 1);
+        int n1 = 0, n2 = 0;
+        assert_int_equal(EVP_EncryptInit_ex2(ctx, EVP_aes_128_cbc(), key, iv, NULL), 1);
+        assert_int_equal(EVP_EncryptUpdate(ctx, ref, &n1, plain, (int)len), 1);
+        assert_int_equal(EVP_EncryptFinal_ex(ctx, ref + n1, &n2), 1);
+        size_t ct_len = (size_t)(n1 + n2);
+        assert_int_equal(ct_len, (len / 16 + 1) * 16);
+        aesni_key k;
+        aesni_expand(key, &k);
+        aesni_cbc_encrypt_pad(&k, iv, plain, len, got);
+        if (memcmp(got, ref, ct_len) != 0) fail_msg("ciphertext differs from OpenSSL at length %zu", len);
+        aesni_cbc_decrypt(&k, iv, got, ct_len / 16, back);
+        assert_memory_equal(back, plain, len);
+        for (size_t i = len; i < ct_len; i++) assert_int_equal(back[i], ct_len - len);
+        aesni_cbc_decrypt(&k, iv, got, ct_len / 16, got); /* in place */
+        assert_memory_equal(got, back, ct_len);
+    }
+    EVP_CIPHER_CTX_free(ctx);
+}
+
 /* The cipher contexts keep the last expanded key per thread: alternating connections'
  * keys must still give each its own ciphertext. */
 static void test_alternating_keys(void **state) {
@@ -436,6 +471,19 @@ static void test_decrypt_failures(void **state) {
 }
 
 /* ---- key pairs, salt, handshake ------------------------------------------------- */
+
+/* The spec's vectors once more with OpenSSL doing the AES (the path of CPUs without
+ * AES-NI). */
+static void test_example_vectors_openssl_path(void **state) {
+    crypto_force_openssl(1);
+    test_example_encrypt_decrypt(state);
+    test_example_send_msgkey(state);
+    test_example_recv_msgkey(state);
+    test_msgkey_matches_definition(state);
+    test_encrypt_decrypt_round_trip(state);
+    test_decrypt_failures(state);
+    crypto_force_openssl(0);
+}
 
 static void test_keypair(void **state) {
     (void)state;
@@ -628,6 +676,8 @@ int main(void) {
         cmocka_unit_test(test_msgkey_matches_definition),
         cmocka_unit_test(test_encrypt_decrypt_round_trip),
         cmocka_unit_test(test_alternating_keys),
+        cmocka_unit_test(test_aesni_matches_openssl),
+        cmocka_unit_test(test_example_vectors_openssl_path),
         cmocka_unit_test(test_decrypt_failures),
         cmocka_unit_test(test_keypair),
         cmocka_unit_test(test_random_salt),

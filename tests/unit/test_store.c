@@ -935,6 +935,8 @@ static void test_failing_op_isolated(void **state) {
     store_stats after;
     store_get_stats(s, &after);
     assert_int_equal(after.commits - before.commits, 2); /* the gate's batch, then all six together */
+    /* the six ran flat first; the failures made the writer redo them op by op */
+    assert_int_equal(after.nested_reruns - before.nested_reruns, 1);
     assert_true(after.largest_batch >= 6);
     assert_int_equal(after.queued, 0);
     assert_int_equal(after.completed, after.submitted);
@@ -1122,6 +1124,7 @@ static void test_concurrent_submitters(void **state) {
     assert_true(st.commits < (uint64_t)N_THREADS * N_PER_THREAD); /* group commit batched */
     assert_int_equal(st.completed, st.submitted);
     assert_int_equal(st.commit_failures, 0);
+    assert_int_equal(st.nested_reruns, 0); /* nothing failed: every batch ran flat */
 }
 
 /* ---- lifecycle ------------------------------------------------------------------- */
