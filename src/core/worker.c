@@ -2,6 +2,7 @@
 #include "worker.h"
 
 #include <pthread.h>
+#include <stdio.h>
 #include <stdatomic.h>
 
 #include "../common/log.h"
@@ -169,8 +170,18 @@ int workers_init(int n, uint32_t capacity) {
     return MP_OK;
 }
 
+/* "magpie-w<N>": top, perf and gdb then tell the workers apart. Worker 0 runs on the main
+ * thread, whose name is the process name (pgrep, --server-pid auto): it keeps "magpie". */
+static void name_thread(int index) {
+    if (index == 0) return;
+    char name[16];
+    snprintf(name, sizeof name, "magpie-w%d", index);
+    pthread_setname_np(pthread_self(), name);
+}
+
 static void *thread_main(void *arg) {
     worker *w = arg;
+    name_thread(w->index);
     t_current = w;
     uv_run(&w->loop, UV_RUN_DEFAULT);
     t_current = NULL;

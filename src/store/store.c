@@ -1156,6 +1156,7 @@ static store_op *take_batch(store *s) {
 
 static void *writer_main(void *arg) {
     store *s = arg;
+    pthread_setname_np(pthread_self(), "magpie-store");
     for (;;) {
         pthread_mutex_lock(&s->mu);
         while (!s->head && !s->closing) {
