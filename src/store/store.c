@@ -49,6 +49,7 @@
 #define MAX_READERS 512
 #define MAX_GROWS 8
 #define RESIZE_WAIT_MS 5000
+#define RTXN_POOL 16
 
 enum {
     DB_MSG,
@@ -103,6 +104,12 @@ struct store {
     atomic_int resizing;
     pthread_mutex_t gate_mu;
     pthread_cond_t gate_cond;
+
+    /* Reset read transactions kept for reuse: beginning one from scratch allocates and
+     * takes LMDB's reader-table lock, and the send path reads once per message. */
+    pthread_mutex_t pool_mu;
+    struct store_rtxn *pool[RTXN_POOL];
+    int n_pool;
 
     atomic_uint_fast64_t st_submitted, st_completed, st_commits, st_commit_failures, st_largest_batch,
         st_map_resizes, st_syncs, st_map_size, st_nested_reruns;
@@ -792,18 +799,59 @@ static void gate_enter(store *s) {
     }
 }
 
+/* A pooled (reset) read transaction, or NULL. */
+static store_rtxn *pool_take(store *s) {
+    pthread_mutex_lock(&s->pool_mu);
+    store_rtxn *r = s->n_pool ? s->pool[--s->n_pool] : NULL;
+    pthread_mutex_unlock(&s->pool_mu);
+    return r;
+}
+
+/* Keep r (already reset) for reuse; 0 if the pool is full. */
+static int pool_put(store *s, store_rtxn *r) {
+    pthread_mutex_lock(&s->pool_mu);
+    int kept = s->n_pool < RTXN_POOL;
+    if (kept) s->pool[s->n_pool++] = r;
+    pthread_mutex_unlock(&s->pool_mu);
+    return kept;
+}
+
+/* Abort every pooled transaction (at close, and before a map resize). */
+static void pool_drain(store *s) {
+    pthread_mutex_lock(&s->pool_mu);
+    while (s->n_pool) {
+        store_rtxn *r = s->pool[--s->n_pool];
+        mdb_txn_abort(r->t.txn);
+        free(r);
+    }
+    pthread_mutex_unlock(&s->pool_mu);
+}
+
 int store_rtxn_begin(store *s, store_rtxn **out) {
     *out = NULL;
     gate_enter(s);
-    MDB_txn *txn;
-    int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
-    if (rc) {
-        gate_leave(s);
-        LOG_ERROR(COMP, "read txn: %s", mdb_strerror(rc));
-        return rc == MDB_READERS_FULL ? MP_EFULL : MP_EIO;
+    store_rtxn *r = pool_take(s);
+    int rc;
+    if (r) {
+        rc = mdb_txn_renew(r->t.txn);
+        if (rc) {
+            mdb_txn_abort(r->t.txn);
+            free(r);
+            r = NULL;
+        }
     }
-    store_rtxn *r = mp_malloc(sizeof *r);
-    r->t = (tx){s, txn, 0};
+    if (!r) {
+        MDB_txn *txn;
+        rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &txn);
+        if (rc) {
+            gate_leave(s);
+            LOG_ERROR(COMP, "read txn: %s", mdb_strerror(rc));
+            return rc == MDB_READERS_FULL ? MP_EFULL : MP_EIO;
+        }
+        r = mp_malloc(sizeof *r);
+        r->t = (tx){s, txn, 0};
+    }
+    r->t.lmdb_err = 0;
     *out = r;
     return MP_OK;
 }
@@ -811,8 +859,11 @@ int store_rtxn_begin(store *s, store_rtxn **out) {
 void store_rtxn_end(store_rtxn *r) {
     if (!r) return;
     store *s = r->t.s;
-    mdb_txn_abort(r->t.txn);
-    free(r);
+    mdb_txn_reset(r->t.txn);
+    if (!pool_put(s, r)) {
+        mdb_txn_abort(r->t.txn);
+        free(r);
+    }
     gate_leave(s);
 }
 
@@ -967,6 +1018,7 @@ static int grow_map(store *s) {
     }
     size_t next = cur * 2;
     int drained = 1;
+    pool_drain(s); /* pooled transactions belong to the old mapping */
     pthread_mutex_lock(&s->gate_mu);
     atomic_store(&s->resizing, 1);
     struct timespec deadline = mono_deadline(RESIZE_WAIT_MS);
@@ -1322,12 +1374,14 @@ int store_open(const store_options *opt, store **out) {
     if (mdb_env_info(s->env, &info) == 0) atomic_store(&s->st_map_size, info.me_mapsize);
 
     pthread_mutex_init(&s->mu, NULL);
+    pthread_mutex_init(&s->pool_mu, NULL);
     pthread_mutex_init(&s->gate_mu, NULL);
     cond_init_mono(&s->cond);
     cond_init_mono(&s->gate_cond);
     if ((rc = pthread_create(&s->thread, NULL, writer_main, s)) != 0) {
         LOG_ERROR(COMP, "writer thread: %s", strerror(rc));
         pthread_mutex_destroy(&s->mu);
+        pthread_mutex_destroy(&s->pool_mu);
         pthread_mutex_destroy(&s->gate_mu);
         pthread_cond_destroy(&s->cond);
         pthread_cond_destroy(&s->gate_cond);
@@ -1350,8 +1404,10 @@ void store_close(store *s) {
     pthread_join(s->thread, NULL);
     MP_ASSERT(s->head == NULL);
     MP_ASSERT(atomic_load(&s->readers) == 0);
+    pool_drain(s);
     mdb_env_close(s->env);
     pthread_mutex_destroy(&s->mu);
+    pthread_mutex_destroy(&s->pool_mu);
     pthread_mutex_destroy(&s->gate_mu);
     pthread_cond_destroy(&s->cond);
     pthread_cond_destroy(&s->gate_cond);
