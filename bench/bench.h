@@ -26,6 +26,7 @@ typedef struct bench_opts {
     uint32_t groups, members, online, pairs, window, threads, sources, payload_size;
     uint32_t conns;        /* idle: connections */
     uint32_t group_size;   /* mixed: members of each small group */
+    uint32_t verify_every; /* check the msgKey of 1 RECV in this many (1 = every RECV) */
     double ping_interval;  /* seconds between PINGs on every connection */
     double rate;           /* total SENDs per second across all senders; 0 = closed loop */
     int token_auth;
@@ -94,6 +95,7 @@ typedef struct bstats {
     uint64_t ack_fail_reason[32];
     uint64_t delivered, delivered_in_win, duplicated, unexpected;
     uint64_t bad_msgkey, bad_payload, proto_errors;
+    uint64_t msgkey_checked, recvs;
     uint64_t conn_ok, conn_failed, connack_failed, connack_reason[32];
     uint64_t disconnects, kicked;
     hist sendack;                /* SEND -> SENDACK, ns */

@@ -46,6 +46,8 @@ static void usage(FILE *f) {
           "  --threads N         load threads, one libuv loop each (default 1)\n"
           "  --sources N         source addresses 127.0.0.1..127.0.0.N, cycled per connection (default 1)\n"
           "  --payload-size N    bytes of padding in each JSON payload (default 32)\n"
+          "  --verify-every N    check the msgKey of 1 RECV in N (default 1: every RECV; every RECV is\n"
+          "                      still decrypted and checked for loss, duplicates and sender)\n"
           "  --token-auth        register a token per uid (POST /user/token) and send it in CONNECT\n"
           "  --prefix P          uid/channel prefix, [A-Za-z0-9_], <= 16 chars (default random)\n"
           "  --server-pid PID|auto  report the server's RSS and CPU (auto: the one listening on --addr's port)\n"
@@ -92,7 +94,7 @@ static void random_prefix(char *out) {
 static int parse_opts(int argc, char **argv, bench_opts *o) {
     enum { O_ADDR = 256, O_API, O_WORKLOAD, O_DURATION, O_WARMUP, O_DRAIN, O_GROUPS, O_MEMBERS, O_ONLINE, O_PAIRS,
            O_WINDOW, O_THREADS, O_SOURCES, O_PAYLOAD, O_TOKEN, O_PREFIX, O_PID, O_JSON, O_HELP, O_CONNS, O_PING,
-           O_RATE, O_GSIZE };
+           O_RATE, O_GSIZE, O_VERIFY };
     static const struct option longs[] = {
         {"addr", required_argument, 0, O_ADDR},       {"api", required_argument, 0, O_API},
         {"workload", required_argument, 0, O_WORKLOAD}, {"duration", required_argument, 0, O_DURATION},
@@ -105,7 +107,8 @@ static int parse_opts(int argc, char **argv, bench_opts *o) {
         {"server-pid", required_argument, 0, O_PID},  {"json", no_argument, 0, O_JSON},
         {"help", no_argument, 0, O_HELP},             {"conns", required_argument, 0, O_CONNS},
         {"ping-interval", required_argument, 0, O_PING}, {"rate", required_argument, 0, O_RATE},
-        {"group-size", required_argument, 0, O_GSIZE}, {0, 0, 0, 0},
+        {"group-size", required_argument, 0, O_GSIZE}, {"verify-every", required_argument, 0, O_VERIFY},
+        {0, 0, 0, 0},
     };
     memset(o, 0, sizeof *o);
     snprintf(o->addr, sizeof o->addr, "127.0.0.1:5100");
@@ -123,6 +126,7 @@ static int parse_opts(int argc, char **argv, bench_opts *o) {
     o->payload_size = 32;
     o->conns = 10000;
     o->group_size = 100;
+    o->verify_every = 1;
     o->ping_interval = 30;
     random_prefix(o->prefix);
     int members_set = 0, online_set = 0, opt, bad = 0;
@@ -177,6 +181,7 @@ static int parse_opts(int argc, char **argv, bench_opts *o) {
         case O_SOURCES: bad |= parse_u32("sources", optarg, 1, 1u << 20, &o->sources) != 0; break;
         case O_PAYLOAD: bad |= parse_u32("payload-size", optarg, 0, 900000, &o->payload_size) != 0; break;
         case O_TOKEN: o->token_auth = 1; break;
+        case O_VERIFY: bad |= parse_u32("verify-every", optarg, 1, 1000000, &o->verify_every) != 0; break;
         case O_PREFIX: {
             size_t n = strlen(optarg);
             int ok = n > 0 && n <= 16;
@@ -477,7 +482,7 @@ int main(int argc, char **argv) {
 #define ADD(f) m->f += s->f
         ADD(sent); ADD(acked); ADD(acked_in_win); ADD(ack_failed); ADD(ack_unknown);
         ADD(delivered); ADD(delivered_in_win); ADD(duplicated); ADD(unexpected);
-        ADD(bad_msgkey); ADD(bad_payload); ADD(proto_errors);
+        ADD(bad_msgkey); ADD(bad_payload); ADD(proto_errors); ADD(msgkey_checked); ADD(recvs);
         ADD(conn_ok); ADD(conn_failed); ADD(connack_failed); ADD(disconnects); ADD(kicked);
         ADD(pings); ADD(pongs);
 #undef ADD

@@ -39,9 +39,10 @@ static void params(const bench_ctx *ctx, char *buf, size_t cap) {
     }
     char rate[32] = "closed-loop";
     if (o->rate > 0) snprintf(rate, sizeof rate, "%.0f/s", o->rate);
-    snprintf(buf + n, cap - (size_t)n, " window=%u rate=%s ping=%gs payload=%uB threads=%u sources=%u token-auth=%s prefix=%s",
-             o->window, rate, o->ping_interval, o->payload_size, o->threads, o->sources, o->token_auth ? "yes" : "no",
-             o->prefix);
+    snprintf(buf + n, cap - (size_t)n,
+             " window=%u rate=%s ping=%gs payload=%uB threads=%u sources=%u token-auth=%s verify=1/%u prefix=%s", o->window,
+             rate, o->ping_interval, o->payload_size, o->threads, o->sources, o->token_auth ? "yes" : "no",
+             o->verify_every, o->prefix);
 }
 
 static void lat_line(const char *name, const hist *h) {
@@ -91,6 +92,9 @@ void report_text(const bench_ctx *ctx, const bench_result *r) {
         }
     }
     printf("  pings        %llu sent, %llu PONGs\n", (unsigned long long)s->pings, (unsigned long long)s->pongs);
+    if (s->recvs)
+        printf("  msgKey       checked on %llu of %llu RECVs\n", (unsigned long long)s->msgkey_checked,
+               (unsigned long long)s->recvs);
     if (o->workload == WL_IDLE && r->server_pid > 0 && r->idle_conns)
         printf("  idle memory  %u connections up and idle 2 s: server RssAnon %.1f -> %.1f MiB, VmRSS %.1f -> %.1f MiB;\n"
                "               %.2f KiB anonymous memory per idle connection\n",
@@ -176,6 +180,8 @@ void report_json(const bench_ctx *ctx, const bench_result *r) {
                ((double)r->idle_anon_kib - (double)r->rss_anon_before_kib) / r->idle_conns);
     printf(",\"lost\":%llu,\"duplicated\":%llu,\"errors\":%llu", (unsigned long long)r->lost,
            (unsigned long long)s->duplicated, (unsigned long long)report_errors(r));
+    printf(",\"recvs\":%llu,\"msgkey_checked\":%llu", (unsigned long long)s->recvs,
+           (unsigned long long)s->msgkey_checked);
     printf(",\"error_detail\":{\"conn_failed\":%llu,\"connack_refused\":%llu,\"sendack_failed\":%llu,"
            "\"sendack_unknown\":%llu,\"unacked\":%llu,\"bad_msgkey\":%llu,\"bad_payload\":%llu,\"proto_errors\":%llu,"
            "\"disconnects\":%llu,\"kicked\":%llu,\"unexpected\":%llu,\"delivered_unacked\":%llu}",

@@ -80,6 +80,18 @@ h.test('fanout: 1 group of 50 with 20 online, every RECV delivered once', async 
   assertClean(r, { deliveries: true });
   assert.equal(r.result.connections, 21);
   assert.equal(r.result.deliveries, r.result.acked * 20, 'each acknowledged message reached all 20 receivers');
+  assert.equal(r.result.msgkey_checked, r.result.recvs, 'by default every RECV\'s msgKey is checked');
+});
+
+h.test('fanout with --verify-every 4: a quarter of the msgKeys checked, still nothing lost', async () => {
+  const r = await runBench(['--workload', 'fanout', '--members', '30', '--online', '10', '--window', '4',
+    '--verify-every', '4']);
+  assertClean(r, { deliveries: true });
+  const { recvs, msgkey_checked: checked } = r.result;
+  assert.ok(recvs >= r.result.deliveries, 'every RECV counted');
+  // one in four per load thread, counting from each thread's first RECV
+  assert.ok(checked >= Math.floor(recvs / 4) && checked <= Math.ceil(recvs / 4) + 1,
+    `msgKey checked on about 1 in 4 RECVs (${checked} of ${recvs})`);
 });
 
 h.test('person: 10 pairs over 2 threads and 2 source addresses', async () => {
