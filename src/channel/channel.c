@@ -566,18 +566,35 @@ static int write_message(store_wtxn *t, void *arg) {
     return MP_OK;
 }
 
+/* The inflight map's key: from_uid, a NUL, client_msg_no. On the stack unless long. */
+typedef struct inflight_key {
+    char stack[192];
+    char *p;
+    size_t len;
+} inflight_key;
+
+static void inflight_key_make(inflight_key *k, const msg_fields *f) {
+    k->len = (size_t)f->from_uid.len + 1 + f->client_msg_no.len;
+    k->p = k->len <= sizeof k->stack ? k->stack : mp_malloc(k->len);
+    memcpy(k->p, f->from_uid.p, f->from_uid.len);
+    k->p[f->from_uid.len] = 0;
+    memcpy(k->p + f->from_uid.len + 1, f->client_msg_no.p, f->client_msg_no.len);
+}
+
+static void inflight_key_free(inflight_key *k) {
+    if (k->len && k->p != k->stack) free(k->p);
+}
+
 static void do_committed(worker *w, void *arg) {
     (void)w;
     send_op *op = arg;
     chan *c = op->ch;
     mp_msg *m = op->m;
     if (op->r.f.client_msg_no.len) {
-        mp_buf key = MP_BUF_INIT;
-        mp_buf_append(&key, m->f.from_uid.p, m->f.from_uid.len);
-        mp_buf_append_u8(&key, 0);
-        mp_buf_append(&key, m->f.client_msg_no.p, m->f.client_msg_no.len);
-        map_del(c->inflight, key.data, key.len);
-        mp_buf_free(&key);
+        inflight_key k;
+        inflight_key_make(&k, &m->f);
+        map_del(c->inflight, k.p, k.len);
+        inflight_key_free(&k);
     }
     if (op->status == MP_OK) {
         reply(&op->r, REASON_SUCCESS, m->f.message_id, m->f.seq);
@@ -647,30 +664,28 @@ static void do_send(worker *w, void *arg) {
         free(op);
         return;
     }
-    mp_buf key = MP_BUF_INIT;
+    inflight_key key = {.len = 0};
     if (s->f.client_msg_no.len) {
-        mp_buf_append(&key, s->f.from_uid.p, s->f.from_uid.len);
-        mp_buf_append_u8(&key, 0);
-        mp_buf_append(&key, s->f.client_msg_no.p, s->f.client_msg_no.len);
-        send_op *first = map_get(c->inflight, key.data, key.len);
+        inflight_key_make(&key, &s->f);
+        send_op *first = map_get(c->inflight, key.p, key.len);
         int64_t old_id;
         uint64_t old_seq;
         if (first) { /* same message still committing: answer together */
             op->next_dup = first->dups;
             first->dups = op;
-            mp_buf_free(&key);
+            inflight_key_free(&key);
             return;
         }
         if (find_committed_duplicate(s, &old_id, &old_seq)) {
             reply(s, REASON_SUCCESS, old_id, old_seq);
-            mp_buf_free(&key);
+            inflight_key_free(&key);
             free(op);
             return;
         }
     }
     if (load_seq(c) != MP_OK) {
         reply(s, REASON_SYSTEM_ERROR, s->f.message_id, 0);
-        mp_buf_free(&key);
+        inflight_key_free(&key);
         free(op);
         return;
     }
@@ -678,8 +693,8 @@ static void do_send(worker *w, void *arg) {
     op->epoch = c->epoch;
     op->m = msg_new(&s->f);
     op->owner = w->index;
-    if (key.len) map_put(c->inflight, key.data, key.len, op);
-    mp_buf_free(&key);
+    if (key.len) map_put(c->inflight, key.p, key.len, op);
+    inflight_key_free(&key);
     store_submit(im_store(), write_message, on_store_done, op);
 }
 
