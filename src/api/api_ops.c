@@ -12,8 +12,10 @@
 
 #include "../common/log.h"
 #include "../common/map.h"
+#include "../core/im.h"
 #include "../core/presence.h"
 #include "../net/conn.h"
+#include "../store/store.h"
 #include "api_routes.h"
 #include "json_util.h"
 
@@ -393,6 +395,22 @@ typedef struct varz_ctx {
     presence_stats ps;
 } varz_ctx;
 
+/* Magpie's own addition to /varz: the group-commit writer's counters (WuKongIM readers
+ * ignore unknown keys). */
+static json_t *store_json(void) {
+    store_stats st;
+    store_get_stats(im_store(), &st);
+    json_t *o = json_object();
+    json_object_set_new(o, "ops", json_integer((json_int_t)st.completed));
+    json_object_set_new(o, "queued", json_integer((json_int_t)st.queued));
+    json_object_set_new(o, "commits", json_integer((json_int_t)st.commits));
+    json_object_set_new(o, "commit_failures", json_integer((json_int_t)st.commit_failures));
+    json_object_set_new(o, "largest_batch", json_integer((json_int_t)st.largest_batch));
+    json_object_set_new(o, "nested_reruns", json_integer((json_int_t)st.nested_reruns));
+    json_object_set_new(o, "map_size", json_integer((json_int_t)st.map_size));
+    return o;
+}
+
 static void varz_reply(varz_ctx *v, json_t *conns) {
     const mp_config *cfg = api_cfg();
     proc_usage pu;
@@ -435,6 +453,7 @@ static void varz_reply(varz_ctx *v, json_t *conns) {
     if (conns && json_array_size(conns)) json_object_set(o, "conns", conns); /* Go: omitempty */
     json_decref(conns);
     json_object_set_new(o, "conversation_cache_count", json_integer(0)); /* no conversation cache */
+    json_object_set_new(o, "store", store_json());
     /* 15 digits print cpu 0.3 as Go does, not as 0.29999999999999999 */
     char *text = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(15));
     MP_ASSERT(text);

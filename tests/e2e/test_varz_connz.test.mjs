@@ -13,7 +13,7 @@ const CONN_KEYS = ['id', 'uid', 'ip', 'port', 'last_activity', 'uptime', 'idle',
 const VARZ_KEYS = ['server_id', 'server_name', 'version', 'connections', 'user_handler_count', 'user_handler_conn_count',
   'uptime', 'goroutine', 'mem', 'cpu', 'in_msgs', 'out_msgs', 'in_bytes', 'out_bytes', 'slow_clients', 'retry_queue',
   'tcp_addr', 'ws_addr', 'wss_addr', 'manager_addr', 'manager_on', 'commit', 'commit_date', 'tree_state', 'api_url',
-  'manager_uid', 'manager_token_on', 'conversation_cache_count'];
+  'manager_uid', 'manager_token_on', 'conversation_cache_count', 'store'];
 const RFC3339 = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?Z$/;
 const DURATION = /^(\d+y)?(\d+d)?(\d+h)?(\d+m)?\d+s$/;
 
@@ -212,6 +212,12 @@ h.test('/varz reports the server', async () => {
   assert.ok(after.in_bytes > before.in_bytes);
   assert.ok(after.out_bytes > before.out_bytes);
   assert.equal(after.conns, undefined, 'conns only with show=conn');
+  // Magpie's addition: the group-commit writer's counters
+  assert.ok(after.store.ops >= before.store.ops + 2, 'the two messages were written');
+  assert.ok(after.store.commits > before.store.commits, 'in at least one more commit');
+  assert.ok(after.store.largest_batch >= 1);
+  assert.equal(after.store.commit_failures, 0);
+  assert.ok(after.store.map_size > 0);
 
   // totals survive the connections that made them
   a.close();
@@ -232,7 +238,9 @@ h.test('/varz?show=conn lists the busiest connections', async () => {
   const d = await varz('?show=conn');
   assert.ok(d.conns.length >= 2 && d.conns.length <= 20);
   for (let i = 1; i < d.conns.length; i++) assert.ok(d.conns[i - 1].in_msgs >= d.conns[i].in_msgs, 'in_msgs descending');
-  assert.deepEqual(Object.keys(d).slice(0, VARZ_KEYS.length - 1), VARZ_KEYS.slice(0, -1));
+  // conns sits where Go's struct puts it, right before conversation_cache_count
+  const at = VARZ_KEYS.indexOf('conversation_cache_count');
+  assert.deepEqual(Object.keys(d), [...VARZ_KEYS.slice(0, at), 'conns', ...VARZ_KEYS.slice(at)]);
 });
 
 h.test('/docs* answer as WuKongIM in release mode', async () => {
