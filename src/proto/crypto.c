@@ -145,6 +145,19 @@ static const char b64_pair[4096][2] = {B64_R1024(0), B64_R1024(1024), B64_R1024(
 static size_t b64_enc(const uint8_t *in, size_t n, char *out) {
     char *o = out;
     size_t i = 0;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    /* 6 bytes per step from one 8-byte load (the top 48 bits after the byte swap). */
+    for (; i + 8 <= n; i += 6) {
+        uint64_t v;
+        memcpy(&v, in + i, 8);
+        v = __builtin_bswap64(v);
+        memcpy(o, b64_pair[(v >> 52) & 4095], 2);
+        memcpy(o + 2, b64_pair[(v >> 40) & 4095], 2);
+        memcpy(o + 4, b64_pair[(v >> 28) & 4095], 2);
+        memcpy(o + 6, b64_pair[(v >> 16) & 4095], 2);
+        o += 8;
+    }
+#endif
     for (; i + 3 <= n; i += 3) {
         uint32_t v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 | in[i + 2];
         memcpy(o, b64_pair[v >> 12], 2);
@@ -460,13 +473,24 @@ static void sign_str(sign_buf *b, mp_str v) { sign_put(b, v.p, v.len); }
 
 /* Decimal text of v (with a leading '-' when negative), as Go's strconv prints it. */
 static void sign_int(sign_buf *b, int64_t v) {
+    static const char two[] = "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+                              "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+                              "8081828384858687888990919293949596979899";
     char tmp[21];
     size_t i = sizeof(tmp);
     uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
-    do {
-        tmp[--i] = (char)('0' + u % 10);
-        u /= 10;
-    } while (u);
+    while (u >= 100) { /* two digits per division */
+        uint64_t r = u % 100;
+        u /= 100;
+        i -= 2;
+        memcpy(tmp + i, two + 2 * r, 2);
+    }
+    if (u >= 10) {
+        i -= 2;
+        memcpy(tmp + i, two + 2 * u, 2);
+    } else {
+        tmp[--i] = (char)('0' + u);
+    }
     if (v < 0) tmp[--i] = '-';
     sign_put(b, tmp + i, sizeof(tmp) - i);
 }

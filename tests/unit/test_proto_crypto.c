@@ -324,6 +324,31 @@ static void test_encrypt_decrypt_round_trip(void **state) {
     free(plain);
 }
 
+/* The sign string's numbers are printed without printf: compare with it for edge and
+ * random values of every width. */
+static void test_msgkey_numbers_match_printf(void **state) {
+    (void)state;
+    crypto_keys k = example_keys();
+    int64_t ids[64] = {0, 1, 9, 10, 99, 100, 101, 999, 1000, -1, -9, -10, -100, INT64_MAX, INT64_MIN, INT64_MIN + 1};
+    uint64_t x = 88172645463325252ull;
+    for (int i = 16; i < 64; i++) { /* xorshift: values of every length */
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        ids[i] = (int64_t)(x >> (i % 60));
+        if (i % 3 == 0) ids[i] = -ids[i];
+    }
+    for (int i = 0; i < 64; i++) {
+        uint32_t seq = (uint32_t)(ids[i] ^ (ids[i] >> 32));
+        int32_t ts = (int32_t)ids[i];
+        char sign[160], a[32], b[32];
+        int n = snprintf(sign, sizeof sign, "%lld%ucmn%dufg2pl", (long long)ids[i], seq, ts);
+        assert_int_equal(crypto_msgkey(&k, (const uint8_t *)sign, (size_t)n, a), MP_OK);
+        assert_int_equal(crypto_recv_msgkey(&k, ids[i], seq, MP_STR("cmn"), ts, MP_STR("u"), MP_STR("fg"), 2,
+                                            MP_STR("pl"), b),
+                         MP_OK);
+        if (memcmp(a, b, 32) != 0) fail_msg("sign string differs from printf for %lld", (long long)ids[i]);
+    }
+}
+
 /* The AES-NI path against OpenSSL's EVP AES-128-CBC: random keys, IVs and lengths,
  * padding included, decryption in place and out of place. */
 static void test_aesni_matches_openssl(void **state) {
@@ -677,6 +702,7 @@ int main(void) {
         cmocka_unit_test(test_encrypt_decrypt_round_trip),
         cmocka_unit_test(test_alternating_keys),
         cmocka_unit_test(test_aesni_matches_openssl),
+        cmocka_unit_test(test_msgkey_numbers_match_printf),
         cmocka_unit_test(test_example_vectors_openssl_path),
         cmocka_unit_test(test_decrypt_failures),
         cmocka_unit_test(test_keypair),
