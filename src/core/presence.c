@@ -32,16 +32,22 @@ struct presence_mgr {
  * reads it without a lock. A zero slot proves that none of the uids hashing to it is
  * online, so a fan-out skips such members without asking their owners: a message to a
  * 100,000-member group with 200 members online ships ~200 uids between threads instead of
- * 100,000. With 2^20 slots and N users online a member slot is busy with probability
- * ~N/2^20 (false positives cost only the owner's lookup). 4 MiB of address space,
- * resident only where uids hash. */
+ * 100,000. With 2^20 slots and N users online a member's slot is busy with probability
+ * ~N/2^20 (false positives cost only the owner's lookup). One byte per slot: 1 MiB of
+ * address space, resident only where uids hash. A slot that reaches 255 stays there (it
+ * can no longer prove anything offline, which is safe, and cannot wrap to a false 0). */
 #define ONLINE_SLOTS (1u << 20)
-static atomic_uint g_online[ONLINE_SLOTS];
+#define ONLINE_STUCK 255
+static atomic_uchar g_online[ONLINE_SLOTS];
 
 static void online_count(uint64_t h, int delta) {
-    atomic_uint *slot = &g_online[h & (ONLINE_SLOTS - 1)];
-    if (delta > 0) atomic_fetch_add_explicit(slot, 1, memory_order_relaxed);
-    else atomic_fetch_sub_explicit(slot, 1, memory_order_relaxed);
+    atomic_uchar *slot = &g_online[h & (ONLINE_SLOTS - 1)];
+    unsigned char v = atomic_load_explicit(slot, memory_order_relaxed);
+    for (;;) {
+        if (v == ONLINE_STUCK) return;
+        unsigned char next = (unsigned char)(v + delta);
+        if (atomic_compare_exchange_weak_explicit(slot, &v, next, memory_order_relaxed, memory_order_relaxed)) return;
+    }
 }
 
 static int maybe_online(uint64_t h) {
