@@ -13,9 +13,9 @@ typedef struct idmap idmap;
 
 idmap *idmap_new(void);
 void idmap_free(idmap *m);
-/* The value for id, or NULL. id must not be 0. */
+/* The value for id, or NULL (always for 0). */
 void *idmap_get(const idmap *m, uint64_t id);
-/* Insert or replace; returns the previous value or NULL. */
+/* Insert or replace (id != 0); returns the previous value or NULL. */
 void *idmap_put(idmap *m, uint64_t id, void *val);
 /* Remove; returns the removed value or NULL. */
 void *idmap_del(idmap *m, uint64_t id);

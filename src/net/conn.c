@@ -10,8 +10,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "../common/idmap.h"
 #include "../common/log.h"
-#include "../common/map.h"
 #include "../proto/packet.h"
 #include "../session/jsonrpc.h"
 #include "../session/session.h"
@@ -23,7 +23,7 @@
 #define CLOSE_LINGER_MS 5000 /* a graceful close that cannot flush by then is aborted */
 
 struct conn_mgr {
-    mp_map *by_id;
+    idmap *by_id; /* conn id -> conn */
     uint64_t next_id;
     uv_tcp_t tcp_listener, ws_listener;
     int have_tcp, have_ws;
@@ -310,7 +310,7 @@ static void on_closed(uv_handle_t *h) {
     struct conn_mgr *m = c->w->conns;
     session_on_close(c);
     jsonrpc_free(c->rpc);
-    map_del_u64(m->by_id, c->id);
+    idmap_del(m->by_id, c->id);
     m->closed_in_msgs += c->in_msgs;
     m->closed_out_msgs += c->out_msgs;
     m->closed_in_packet_bytes += c->in_packet_bytes;
@@ -365,7 +365,7 @@ static void on_accept(uv_stream_t *server, int status) {
         }
     }
     uv_tcp_nodelay(&c->tcp, 1);
-    map_put_u64(m->by_id, c->id, c);
+    idmap_put(m->by_id, c->id, c);
     uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
 }
 
@@ -512,9 +512,8 @@ typedef struct sweep_ctx {
     int retries; /* messageRetry.scanInterval has elapsed: look at unacknowledged RECVs */
 } sweep_ctx;
 
-static int sweep_one(void *ctx, const void *key, size_t klen, void *val) {
-    (void)key;
-    (void)klen;
+static int sweep_one(void *ctx, uint64_t id, void *val) {
+    (void)id;
     const sweep_ctx *sc = ctx;
     uint64_t now = sc->now;
     conn *c = val;
@@ -546,7 +545,7 @@ static void on_sweep(uv_timer_t *t) {
         sc.retries = 1;
         m->last_retry_scan_ms = sc.now;
     }
-    map_foreach(m->by_id, sweep_one, &sc);
+    idmap_foreach(m->by_id, sweep_one, &sc);
 }
 
 /* ---- worker setup ------------------------------------------------------------------- */
@@ -554,7 +553,7 @@ static void on_sweep(uv_timer_t *t) {
 int net_worker_start(worker *w, const mp_config *cfg) {
     g_cfg = cfg;
     struct conn_mgr *m = mp_calloc(1, sizeof *m);
-    m->by_id = map_new();
+    m->by_id = idmap_new();
     w->conns = m;
     uv_timer_init(&w->loop, &m->sweep);
     m->sweep.data = m;
@@ -572,10 +571,9 @@ int net_worker_start(worker *w, const mp_config *cfg) {
     return MP_OK;
 }
 
-static int close_each(void *ctx, const void *key, size_t klen, void *val) {
+static int close_each(void *ctx, uint64_t id, void *val) {
     (void)ctx;
-    (void)key;
-    (void)klen;
+    (void)id;
     conn *c = val;
     session_on_close(c); /* tell the presence owner now, while its worker still runs */
     conn_really_close(c);
@@ -593,18 +591,18 @@ void net_worker_stop(worker *w) {
     uv_close((uv_handle_t *)&m->sweep, NULL);
     uv_check_stop(&m->flush);
     uv_close((uv_handle_t *)&m->flush, NULL);
-    map_foreach(m->by_id, close_each, NULL);
+    idmap_foreach(m->by_id, close_each, NULL);
 }
 
 void net_worker_free(worker *w) {
     if (!w->conns) return;
-    map_free(w->conns->by_id, NULL); /* connections were freed by their close callbacks */
+    idmap_free(w->conns->by_id); /* connections were freed by their close callbacks */
     free(w->conns);
     w->conns = NULL;
 }
 
 conn *conn_find(worker *w, uint64_t id) {
-    conn *c = map_get_u64(w->conns->by_id, id);
+    conn *c = idmap_get(w->conns->by_id, id);
     return (c && !uv_is_closing((uv_handle_t *)&c->tcp)) ? c : NULL;
 }
 
@@ -613,9 +611,8 @@ struct foreach_ctx {
     void *ctx;
 };
 
-static int foreach_one(void *ctx, const void *key, size_t klen, void *val) {
-    (void)key;
-    (void)klen;
+static int foreach_one(void *ctx, uint64_t id, void *val) {
+    (void)id;
     struct foreach_ctx *f = ctx;
     f->cb(val, f->ctx);
     return 0;
@@ -623,10 +620,10 @@ static int foreach_one(void *ctx, const void *key, size_t klen, void *val) {
 
 void conn_foreach(worker *w, void (*cb)(conn *c, void *ctx), void *ctx) {
     struct foreach_ctx f = {cb, ctx};
-    map_foreach(w->conns->by_id, foreach_one, &f);
+    idmap_foreach(w->conns->by_id, foreach_one, &f);
 }
 
-size_t conn_count(worker *w) { return map_count(w->conns->by_id); }
+size_t conn_count(worker *w) { return idmap_count(w->conns->by_id); }
 
 uint64_t conn_total(void) { return atomic_load(&g_total_conns); }
 
@@ -746,9 +743,8 @@ static void snapshot(const conn *c, conn_info *i) {
     i->version = c->version;
 }
 
-static int list_one(void *ctx, const void *key, size_t klen, void *val) {
-    (void)key;
-    (void)klen;
+static int list_one(void *ctx, uint64_t id, void *val) {
+    (void)id;
     list_job *j = ctx;
     const conn *c = val;
     if (c->state != CONN_READY || !c->uid || !uid_matches(c, j->uid_part)) return 0;
@@ -769,7 +765,7 @@ static int list_one(void *ctx, const void *key, size_t klen, void *val) {
 
 static void list_collect(worker *w, gather *g) {
     list_job *j = (list_job *)g;
-    map_foreach(w->conns->by_id, list_one, j);
+    idmap_foreach(w->conns->by_id, list_one, j);
     info_vec_trim(&j->part[w->index], j->keep);
 }
 
@@ -817,9 +813,8 @@ typedef struct stats_job {
     conn_stats part[MP_MAX_WORKERS];
 } stats_job;
 
-static int stats_one(void *ctx, const void *key, size_t klen, void *val) {
-    (void)key;
-    (void)klen;
+static int stats_one(void *ctx, uint64_t id, void *val) {
+    (void)id;
     conn_stats *s = ctx;
     const conn *c = val;
     s->in_msgs += c->in_msgs;
@@ -839,7 +834,7 @@ static void stats_collect(worker *w, gather *g) {
     s->in_packet_bytes = m->closed_in_packet_bytes;
     s->out_packet_bytes = m->closed_out_packet_bytes;
     s->slow_clients = m->slow_clients;
-    map_foreach(m->by_id, stats_one, s);
+    idmap_foreach(m->by_id, stats_one, s);
 }
 
 static void stats_finish(gather *g) {

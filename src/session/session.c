@@ -267,7 +267,7 @@ static void pending_add(conn *c, mp_msg *m, int32_t timestamp, int cmd) {
     pending_recv *p = pending_at(c, c->n_pending++);
     p->message_id = m->f.message_id;
     p->m = msg_ref(m);
-    p->sent_ms = mp_mono_ms();
+    p->sent_ms = uv_now(&c->w->loop); /* the loop's cached monotonic time: no clock call */
     p->timestamp = timestamp;
     p->tries = 0;
     p->cmd = (uint8_t)cmd;
@@ -373,6 +373,22 @@ static void deliver_event(conn *c, const msg_fields *f) {
     mp_buf_free(&out);
 }
 
+/* The RECV timestamp (server seconds): read from the clock once per loop iteration of the
+ * worker, not once per delivery (a fan-out writes thousands in one iteration). */
+static struct {
+    uint64_t loop_ms;
+    int32_t wall_s;
+} g_push_clock[MP_MAX_WORKERS];
+
+static int32_t push_time(worker *w) {
+    uint64_t loop_ms = uv_now(&w->loop);
+    if (g_push_clock[w->index].wall_s == 0 || g_push_clock[w->index].loop_ms != loop_ms) {
+        g_push_clock[w->index].loop_ms = loop_ms;
+        g_push_clock[w->index].wall_s = (int32_t)(mp_now_ms() / 1000);
+    }
+    return g_push_clock[w->index].wall_s;
+}
+
 void session_deliver(worker *w, uint64_t conn_id, mp_msg *m) {
     conn *c = conn_find(w, conn_id);
     if (!c || c->state != CONN_READY) return;
@@ -380,7 +396,7 @@ void session_deliver(worker *w, uint64_t conn_id, mp_msg *m) {
         deliver_event(c, &m->f);
         return;
     }
-    int32_t ts = (int32_t)(mp_now_ms() / 1000);
+    int32_t ts = push_time(w);
     if (write_recv(c, m, ts) != MP_OK) return;
     c->out_msgs++;
     if (!(m->f.flags & PROTO_FLAG_NOPERSIST))
@@ -409,7 +425,7 @@ static int on_recvack(conn *c, const proto_frame *f) {
 void session_sweep(conn *c, uint64_t now_ms) {
     for (uint32_t i = 0; i < c->n_pending; i++) {
         pending_recv *p = pending_at(c, i);
-        if (p->message_id == 0 || now_ms - p->sent_ms < g_cfg->retry_interval_ms) continue;
+        if (p->message_id == 0 || now_ms < p->sent_ms || now_ms - p->sent_ms < g_cfg->retry_interval_ms) continue;
         if (p->tries >= g_cfg->retry_max_count) { /* give up: the client syncs it later */
             p->message_id = 0;
             msg_unref(p->m);

@@ -66,6 +66,7 @@ static void test_replace_and_foreach(void **state) {
     (void)state;
     idmap *m = idmap_new();
     assert_null(idmap_get(m, 7));
+    assert_null(idmap_get(m, 0)); /* 0 is never an id */
     assert_null(idmap_del(m, 7));
     assert_null(idmap_put(m, 7, V(1)));
     assert_ptr_equal(idmap_put(m, 7, V(2)), V(1));
