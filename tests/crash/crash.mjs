@@ -6,6 +6,7 @@
 //   * this cycle's channels in full: every acknowledged message stored with the acknowledged
 //     message_seq, client_msg_no and message_id; seqs 1..max contiguous, no duplicates, each
 //     the sender's k-th SEND; conversations and unread counts of sender and readers;
+//     then each channel's next message (/message/send) must get the stored max + 1;
 //   * every earlier cycle's channels: unchanged last seq and newest message each cycle, and
 //     the full check again every --full-every cycles and after the last cycle.
 // Any failure stops the run with exit status 1 and keeps the work dir. See README.md.
@@ -17,7 +18,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { Api, chanKey, planChannels, pool, quickCheck, readAckLog, verifyChannel } from './verify.mjs';
+import { Api, chanKey, planChannels, pool, quickCheck, readAckLog, sendNext, verifyChannel } from './verify.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const REPO = path.resolve(HERE, '..', '..');
@@ -227,7 +228,7 @@ async function main() {
   const fail = (s) => { failures.push(s); console.log(`  FAIL ${s}`); };
   const server = new Server(o, ports);
   const api = new Api(`http://127.0.0.1:${server.http}`);
-  const verified = []; // {ch, rec, ackFile}: every channel of every finished cycle
+  const verified = []; // {ch, rec: {max, last}, ackFile}: every channel of every finished cycle
   const t0 = Date.now();
   let totals = { acked: 0, stored: 0, unacked: 0, ackChecks: 0 };
   let bench = null;
@@ -261,6 +262,7 @@ async function main() {
         const rec = await verifyChannel(api, ch, acks.get(chanKey(ch.id, ch.type)), fail);
         stored += rec.max;
         unacked += rec.unacked;
+        await sendNext(api, ch, rec, fail);
         verified.push({ ch, rec, ackFile });
       });
       totals.acked += nAcks;
@@ -277,6 +279,7 @@ async function main() {
 
       console.log(`cycle ${String(cycle).padStart(3)}: killed ${killAfter.toFixed(2)} s into the load; ` +
         `${nAcks} acked, ${stored} stored (${unacked} without SENDACK); restart ${restartMs} ms; ` +
+        `${chans.length} channels continued at max + 1; ` +
         `${full ? 'full' : 'quick'} re-check of ${earlier.length} earlier channels; ` +
         `${((Date.now() - tc) / 1000).toFixed(1)} s; ${failures.length ? 'FAILED' : 'ok'}`);
     }
@@ -312,7 +315,7 @@ async function fullRecheck(api, earlier, fail) {
   await pool(earlier, 4, async (v) => {
     const acks = byFile.get(v.ackFile).get(chanKey(v.ch.id, v.ch.type));
     const rec = await verifyChannel(api, v.ch, acks, fail);
-    if (rec.max !== v.rec.max || rec.last?.id !== v.rec.last?.id)
+    if (rec.max !== v.rec.max || rec.last?.id !== v.rec.last?.id || rec.last?.cmn !== v.rec.last?.cmn)
       fail(`${v.ch.id}: changed since its own cycle: max ${v.rec.max} -> ${rec.max}`);
     n += acks?.size ?? 0;
   });

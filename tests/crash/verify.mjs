@@ -201,6 +201,24 @@ async function verifyConversations(api, ch, max, lastMsg, fail) {
 }
 
 /**
+ * After the restart the channel's sequence must go on from what is stored (acknowledged or
+ * not): the sender's next message, sent through /message/send as the bench would have sent
+ * it (client_msg_no and payload of SEND max + 1), must get message_seq max + 1. rec is
+ * updated so later checks expect it.
+ */
+export async function sendNext(api, ch, rec, fail) {
+  const k = rec.max + 1;
+  const cmn = `${ch.prefix}-${ch.idx}-${k}`;
+  const payload = Buffer.from(JSON.stringify({ type: 1, seq: k, src: ch.idx, pad: 'after the restart' })).toString('base64');
+  const r = await api.post('/message/send', { header: { red_dot: 1 }, from_uid: ch.sender, channel_id: ch.id, channel_type: ch.type, client_msg_no: cmn, payload });
+  if (r.data?.message_seq !== k) {
+    fail(`${ch.type === 1 ? 'person' : 'group'} ${ch.id}: the first message after the restart got message_seq ${r.data?.message_seq}, want ${k} (stored max + 1)`);
+  }
+  rec.max = k;
+  rec.last = { cmn, id: r.data?.message_idstr };
+}
+
+/**
  * Quick check that channels verified earlier are unchanged: last_msg_seq and the newest
  * message from /conversation/syncByChannels, 500 channels per call (person channels by
  * their stored id, so one uid serves every channel).
