@@ -225,7 +225,11 @@ async function main() {
     `(${o.bigOnline} online), workers ${o.workers}, dir ${o.dir}`);
 
   const failures = [];
-  const fail = (s) => { failures.push(s); console.log(`  FAIL ${s}`); };
+  const fail = (s) => {
+    failures.push(s);
+    if (failures.length <= 20) console.log(`  FAIL ${s}`);
+    else if (failures.length === 21) console.log('  FAIL ... (only the first 20 failures are printed)');
+  };
   const server = new Server(o, ports);
   const api = new Api(`http://127.0.0.1:${server.http}`);
   const verified = []; // {ch, rec: {max, last}, ackFile}: every channel of every finished cycle

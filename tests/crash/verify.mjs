@@ -128,7 +128,8 @@ function payloadOf(m) {
 /**
  * Full check of one channel: the messages, the acknowledged sends, the conversations.
  * acks: Map seq -> {cmn, id, from} (may be undefined: nothing acknowledged).
- * Returns {max, last: {cmn, id} | null, acked, unacked} and calls fail(text) per problem.
+ * Returns {max, last: {cmn, id} | null, acked, unacked (stored without a SENDACK)} and calls
+ * fail(text) per problem.
  */
 export async function verifyChannel(api, ch, acks, fail) {
   const name = `${ch.type === 1 ? 'person' : 'group'} ${ch.id}`;
@@ -155,6 +156,7 @@ export async function verifyChannel(api, ch, acks, fail) {
   if (bad.length) fail(`${name}: ${bad.length} stored messages out of place: ${bad.slice(0, 5).join('; ')}${bad.length > 5 ? '; ...' : ''}`);
 
   let acked = 0;
+  let ackedStored = 0;
   const missing = [];
   for (const [seq, a] of acks ?? []) {
     acked++;
@@ -163,12 +165,13 @@ export async function verifyChannel(api, ch, acks, fail) {
     if (!m) missing.push(`seq ${seq} (${a.cmn}) not stored`);
     else if (m.client_msg_no !== a.cmn || m.message_idstr !== a.id)
       missing.push(`seq ${seq}: acknowledged ${a.cmn}/${a.id}, stored ${m.client_msg_no}/${m.message_idstr}`);
+    else ackedStored++;
   }
   if (missing.length) fail(`${name}: ${missing.length} of ${acked} acknowledged messages wrong or lost: ${missing.slice(0, 5).join('; ')}`);
 
   await verifyConversations(api, ch, max, msgs[max - 1], fail);
   const last = max ? { cmn: msgs[max - 1]?.client_msg_no, id: msgs[max - 1]?.message_idstr } : null;
-  return { max, last, acked, unacked: max - acked };
+  return { max, last, acked, unacked: msgs.length - ackedStored };
 }
 
 /**
