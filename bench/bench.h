@@ -33,6 +33,7 @@ typedef struct bench_opts {
     int json;
     int server_pid; /* 0 = none, -1 = auto */
     char prefix[24];
+    const char *ack_log;   /* --ack-log FILE: one line per successful SENDACK, or NULL */
 } bench_opts;
 
 /* Run phases, advanced by the main thread only. */
@@ -135,18 +136,22 @@ typedef struct bthread {
     bconn **senders;
     uint32_t nsenders, rate_cursor;
     bstats st;
+    mp_buf acklog;               /* --ack-log lines not yet written (written every loop turn) */
+    int acklog_failed;           /* a write to the ack log failed (reported once) */
     /* read by the main thread while the loop runs */
     _Atomic uint64_t a_settled;  /* connect attempts finished (ok or failed) */
     _Atomic uint64_t a_inflight; /* SENDs without SENDACK */
     _Atomic uint64_t a_acked;    /* successful SENDACKs */
     _Atomic uint64_t a_expected; /* deliveries owed for acknowledged SENDs */
     _Atomic uint64_t a_distinct; /* distinct deliveries received */
+    _Atomic uint64_t a_live;     /* connections READY now (0 everywhere: the server went away) */
 } bthread;
 
 struct bench_ctx {
     bench_opts o;
     struct sockaddr_in server;
     int bind_source;             /* bind each socket to 127.0.0.(1 + idx % sources) */
+    int ack_fd;                  /* --ack-log, opened O_APPEND; -1 without it */
     bconn *conns;
     uint32_t nconns;
     bthread *threads;

@@ -65,6 +65,7 @@ static void on_closed(uv_handle_t *h) {
 static void close_conn(bconn *c) {
     int s = state_of(c);
     if (s == BC_CLOSING || s == BC_CLOSED) return;
+    if (s == BC_READY) add(&c->th->a_live, -1);
     if (c->is_sender && c->inflight) add(&c->th->a_inflight, -(int64_t)c->inflight); /* never acked now */
     if (c->handle_open) {
         set_state(c, BC_CLOSING);
@@ -80,6 +81,7 @@ static void settle(bconn *c, int ok) {
     th->connecting--;
     add(&th->a_settled, 1);
     if (ok) {
+        add(&th->a_live, 1);
         th->st.conn_ok++;
         hist_record(&th->st.connect, bench_mono_ns() - c->t_start_ns);
     } else {
@@ -142,8 +144,26 @@ static void flush_conn(bconn *c) {
     c->writing = 1;
 }
 
+/* --ack-log: write this thread's pending lines (once per loop turn and when the loop ends),
+ * so every SENDACK handled is in the file even if the run ends abnormally. One write() per
+ * batch of whole lines on an O_APPEND descriptor: threads never split each other's lines. */
+static void acklog_write(bthread *th) {
+    size_t off = 0;
+    while (off < th->acklog.len) {
+        ssize_t n = write(th->ctx->ack_fd, th->acklog.data + off, th->acklog.len - off);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) {
+            if (!th->acklog_failed++) fprintf(stderr, "magpie-bench: --ack-log write failed: %s\n", strerror(errno));
+            break;
+        }
+        off += (size_t)n;
+    }
+    th->acklog.len = 0;
+}
+
 static void on_flush(uv_prepare_t *p) {
     bthread *th = p->data;
+    if (th->acklog.len) acklog_write(th);
     for (uint32_t i = 0; i < th->ndirty; i++) {
         bconn *c = th->dirty[i];
         c->dirty = 0;
@@ -153,6 +173,11 @@ static void on_flush(uv_prepare_t *p) {
 }
 
 /* ---- sending -------------------------------------------------------------------------- */
+
+/* The client_msg_no of a sender's SEND: "<prefix>-<connection index>-<clientSeq>". */
+static int client_msg_no(const bconn *c, uint32_t seq, char out[96]) {
+    return snprintf(out, 96, "%s-%" PRIu32 "-%" PRIu32, c->th->ctx->o.prefix, c->idx, seq);
+}
 
 static void send_one(bconn *c) {
     bthread *th = c->th;
@@ -170,7 +195,7 @@ static void send_one(bconn *c) {
     mp_buf_append(&th->plain, "\"}", 2);
 
     char cmn[96];
-    int cn = snprintf(cmn, sizeof cmn, "%s-%" PRIu32 "-%" PRIu32, o->prefix, c->idx, seq);
+    int cn = client_msg_no(c, seq, cmn);
     proto_send s = {0};
     s.flags = PROTO_FLAG_REDDOT;
     s.client_seq = seq;
@@ -279,6 +304,15 @@ static void on_connack(bconn *c, const proto_frame *f) {
     settle(c, 1);
 }
 
+/* --ack-log: "channel_id channel_type client_msg_no message_id message_seq from_uid". */
+static void acklog_line(bconn *c, const proto_sendack *a) {
+    char cmn[96], line[320];
+    client_msg_no(c, a->client_seq, cmn);
+    int n = snprintf(line, sizeof line, "%s %u %s %" PRId64 " %" PRIu32 " %s\n", c->chan_id, c->chan_type, cmn,
+                     a->message_id, a->message_seq, c->uid);
+    mp_buf_append(&c->th->acklog, line, (size_t)MP_MIN(n, (int)sizeof line - 1));
+}
+
 static void on_sendack(bconn *c, const proto_frame *f) {
     bthread *th = c->th;
     proto_sendack a;
@@ -300,6 +334,7 @@ static void on_sendack(bconn *c, const proto_frame *f) {
     add(&th->a_inflight, -1);
     if (a.reason == REASON_SUCCESS) {
         bm_set(&c->acked, a.client_seq);
+        if (th->ctx->ack_fd >= 0) acklog_line(c, &a);
         th->st.acked++;
         add(&th->a_acked, 1);
         add(&th->a_expected, c->n_receivers);
@@ -622,6 +657,7 @@ static void *thread_main(void *arg) {
     bthread *th = arg;
     start_connects(th);
     uv_run(&th->loop, UV_RUN_DEFAULT);
+    if (th->acklog.len) acklog_write(th);
     return NULL;
 }
 
@@ -698,6 +734,7 @@ void client_threads_join(bench_ctx *ctx) {
         th->senders = NULL;
         mp_buf_free(&th->plain);
         mp_buf_free(&th->enc);
+        mp_buf_free(&th->acklog);
         th->rbuf = NULL;
         th->dirty = NULL;
         th->conns = NULL;

@@ -1,9 +1,11 @@
 /* main.c - magpie-bench: options, the run's phases (set-up, connect, warm-up, measure,
  * drain, quit), the loss/duplicate accounting and the report.
  * Exit status: 0 clean run, 1 run completed with lost/duplicated messages or errors (or
- * aborted early), 2 bad usage or set-up failure, 3 hard deadline hit. */
+ * aborted early), 2 bad usage or set-up failure, 3 hard deadline hit, 4 the server went
+ * away during the run (every connection lost; the report and --ack-log hold what came). */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <netdb.h>
 #include <signal.h>
@@ -22,6 +24,8 @@
 #define HARD_DEADLINE_EXTRA_S 30.0 /* the process ends at most this long after --duration */
 #define SOFT_MARGIN_S 3.0          /* stop waiting this long before the hard deadline, to report */
 #define POLL_NS 10000000ull        /* main thread's wait granularity */
+#define EXIT_SERVER_GONE 4
+static const char SERVER_GONE[] = "every connection was lost (the server went away)";
 
 static volatile sig_atomic_t g_interrupted;
 static uint64_t g_hard_deadline_ns; /* monotonic */
@@ -51,7 +55,9 @@ static void usage(FILE *f) {
           "  --token-auth        register a token per uid (POST /user/token) and send it in CONNECT\n"
           "  --prefix P          uid/channel prefix, [A-Za-z0-9_], <= 16 chars (default random)\n"
           "  --server-pid PID|auto  report the server's RSS and CPU (auto: the one listening on --addr's port)\n"
-          "  --json              print one JSON line instead of the text report\n",
+          "  --json              print one JSON line instead of the text report\n"
+          "  --ack-log FILE      append \"channel_id channel_type client_msg_no message_id message_seq from_uid\"\n"
+          "                      for every successful SENDACK (written every loop turn)\n",
           f);
 }
 
@@ -94,7 +100,7 @@ static void random_prefix(char *out) {
 static int parse_opts(int argc, char **argv, bench_opts *o) {
     enum { O_ADDR = 256, O_API, O_WORKLOAD, O_DURATION, O_WARMUP, O_DRAIN, O_GROUPS, O_MEMBERS, O_ONLINE, O_PAIRS,
            O_WINDOW, O_THREADS, O_SOURCES, O_PAYLOAD, O_TOKEN, O_PREFIX, O_PID, O_JSON, O_HELP, O_CONNS, O_PING,
-           O_RATE, O_GSIZE, O_VERIFY };
+           O_RATE, O_GSIZE, O_VERIFY, O_ACKLOG };
     static const struct option longs[] = {
         {"addr", required_argument, 0, O_ADDR},       {"api", required_argument, 0, O_API},
         {"workload", required_argument, 0, O_WORKLOAD}, {"duration", required_argument, 0, O_DURATION},
@@ -108,6 +114,7 @@ static int parse_opts(int argc, char **argv, bench_opts *o) {
         {"help", no_argument, 0, O_HELP},             {"conns", required_argument, 0, O_CONNS},
         {"ping-interval", required_argument, 0, O_PING}, {"rate", required_argument, 0, O_RATE},
         {"group-size", required_argument, 0, O_GSIZE}, {"verify-every", required_argument, 0, O_VERIFY},
+        {"ack-log", required_argument, 0, O_ACKLOG},
         {0, 0, 0, 0},
     };
     memset(o, 0, sizeof *o);
@@ -205,6 +212,7 @@ static int parse_opts(int argc, char **argv, bench_opts *o) {
             }
             break;
         case O_JSON: o->json = 1; break;
+        case O_ACKLOG: o->ack_log = optarg; break;
         case O_HELP: usage(stdout); exit(0);
         default: bad = 1;
         }
@@ -282,6 +290,13 @@ static const char *stop_reason(uint64_t soft_deadline) {
     return NULL;
 }
 
+/* While the load runs: also stop once no connection is left (the server went away). */
+static const char *run_stop_reason(bench_ctx *ctx, uint64_t soft_deadline) {
+    const char *why = stop_reason(soft_deadline);
+    if (!why && SUM(ctx, a_live) == 0) why = SERVER_GONE;
+    return why;
+}
+
 /* The server's soft open-file limit from /proc/PID/limits, or 0. */
 static unsigned long long server_nofile(int pid) {
     char path[64], line[256];
@@ -355,6 +370,11 @@ int main(int argc, char **argv) {
         return 2;
     }
     ctx.bind_source = loopback;
+    ctx.ack_fd = -1;
+    if (o->ack_log && (ctx.ack_fd = open(o->ack_log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644)) < 0) {
+        fprintf(stderr, "--ack-log: cannot open \"%s\": %s\n", o->ack_log, strerror(errno));
+        return 2;
+    }
 
     signal(SIGPIPE, SIG_IGN);
     struct sigaction sa = {0};
@@ -427,13 +447,13 @@ int main(int argc, char **argv) {
         atomic_store(&ctx.meas_end_ns, ctx.meas_start_ns + (uint64_t)(o->duration * 1e9));
         atomic_store(&ctx.phase, PH_RUN);
         client_threads_wake(&ctx);
-        while (bench_mono_ns() < ctx.meas_start_ns && !(stop = stop_reason(soft_deadline))) sleep_ns(POLL_NS);
+        while (bench_mono_ns() < ctx.meas_start_ns && !(stop = run_stop_reason(&ctx, soft_deadline))) sleep_ns(POLL_NS);
         t_meas0 = bench_mono_ns();
         if (r.server_pid > 0) procfs_cpu_ticks(r.server_pid, &cpu0);
         self0 = self_cpu_ns();
         uint64_t next_progress = t_meas0 + 1000000000ull, last_acked = SUM(&ctx, a_acked);
         uint64_t last_deliv = SUM(&ctx, a_distinct);
-        while (!stop && bench_mono_ns() < atomic_load(&ctx.meas_end_ns) && !(stop = stop_reason(soft_deadline))) {
+        while (!stop && bench_mono_ns() < atomic_load(&ctx.meas_end_ns) && !(stop = run_stop_reason(&ctx, soft_deadline))) {
             sleep_ns(POLL_NS);
             if (bench_mono_ns() >= next_progress) {
                 uint64_t a = SUM(&ctx, a_acked), d = SUM(&ctx, a_distinct);
@@ -460,6 +480,10 @@ int main(int argc, char **argv) {
         uint64_t drain_end = MP_MIN(t_meas1 + (uint64_t)(o->drain * 1e9), soft_deadline);
         while (bench_mono_ns() < drain_end) {
             if (SUM(&ctx, a_inflight) == 0 && SUM(&ctx, a_distinct) >= SUM(&ctx, a_expected)) break;
+            if (SUM(&ctx, a_live) == 0) {
+                if (!stop) stop = SERVER_GONE;
+                break;
+            }
             sleep_ns(POLL_NS);
         }
         r.drain_s = secs(bench_mono_ns() - t_meas1);
@@ -506,6 +530,8 @@ int main(int argc, char **argv) {
     fflush(stdout);
 
     int status = (r.aborted || r.lost || r.st.duplicated || report_errors(&r)) ? 1 : 0;
+    if (r.aborted == SERVER_GONE) status = EXIT_SERVER_GONE;
+    if (ctx.ack_fd >= 0) close(ctx.ack_fd);
     plan_free(&ctx);
     free(ctx.threads);
     return status;

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite: dependencies, build, unit tests (ctest), then the end-to-end suite
-# against the real binary with 1 and with 2 workers. MAGPIE_SANITIZE=1 runs it all under
-# AddressSanitizer + UndefinedBehaviorSanitizer (build dir build-asan).
+# against the real binary with 1 and with 2 workers, then (not under the sanitizers) the
+# crash-safety run: 20 cycles of load, kill -9 and restart (scripts/crash.sh, about 2 min).
+# MAGPIE_SANITIZE=1 runs the rest under AddressSanitizer + UndefinedBehaviorSanitizer
+# (build dir build-asan).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "${MAGPIE_SANITIZE:-0}" = "1" ]; then
@@ -26,3 +28,8 @@ for w in 1 2; do
   echo "== end-to-end suite, --workers $w =="
   (cd tests/e2e && MAGPIE_BIN="$PWD/../../$BUILD_DIR/magpie" MAGPIE_TEST_WORKERS=$w npm test)
 done
+# Crash safety needs real speed and SIGKILL, so only with the plain build (tests/crash/README.md).
+if [ "${MAGPIE_SANITIZE:-0}" != "1" ]; then
+  echo "== crash safety: 20 cycles of load, kill -9, restart, verify =="
+  ./scripts/crash.sh --cycles 20
+fi

@@ -7,6 +7,7 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { useServer } from './lib/harness.mjs';
 import { MAGPIE_BIN } from './lib/server.mjs';
@@ -15,7 +16,7 @@ const BENCH_BIN = path.join(path.dirname(MAGPIE_BIN), 'bench', 'magpie-bench');
 const h = useServer();
 
 /** Run magpie-bench against the test server; resolve {code, stdout, stderr, result}. */
-function runBench(args, timeoutMs = 20000) {
+function runBench(args, timeoutMs = 20000, onStderr = () => {}) {
   const full = [
     '--addr', `127.0.0.1:${h.srv.tcpPort}`,
     '--api', h.srv.httpBase,
@@ -25,6 +26,7 @@ function runBench(args, timeoutMs = 20000) {
   ];
   return new Promise((resolve, reject) => {
     const p = spawn(BENCH_BIN, full, { stdio: ['ignore', 'pipe', 'pipe'] });
+    p.stderr.on('data', (d) => onStderr(String(d)));
     let stdout = '';
     let stderr = '';
     p.stdout.on('data', (d) => { stdout += d; });
@@ -108,4 +110,52 @@ h.test('mixed: pairs, small groups and a big group at a paced rate', async () =>
     assert.ok(part.sends_per_s > 0, `part ${name} sent`);
     assert.equal(part.lost, 0, `part ${name} lost 0`);
   }
+});
+
+/** Ack log lines "channel_id channel_type client_msg_no message_id message_seq from_uid". */
+function ackLines(file) {
+  const text = fs.readFileSync(file, 'utf8');
+  assert.ok(text === '' || text.endsWith('\n'), 'the ack log ends with a whole line');
+  return text.split('\n').filter(Boolean).map((l) => {
+    const f = l.split(' ');
+    assert.equal(f.length, 6, `ack log line "${l}"`);
+    return { channel: f[0], type: Number(f[1]), cmn: f[2], id: f[3], seq: Number(f[4]), from: f[5] };
+  });
+}
+
+h.test('--ack-log: one line per SENDACK, naming the stored message', async () => {
+  const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'bench-acks-')), 'acks.log');
+  const prefix = `al${Date.now() % 100000}_`;
+  const r = await runBench(['--workload', 'person', '--pairs', '3', '--window', '4', '--threads', '2', '--prefix', prefix, '--ack-log', file]);
+  assertClean(r, { deliveries: true });
+  const lines = ackLines(file);
+  assert.equal(lines.length, r.result.acked, 'as many lines as SENDACKs');
+  const pair0 = lines.filter((l) => l.channel === `${prefix}b0`).sort((a, b) => a.seq - b.seq);
+  assert.ok(pair0.length > 0);
+  pair0.forEach((l, i) => {
+    assert.deepEqual([l.type, l.seq, l.cmn, l.from], [1, i + 1, `${prefix}-0-${i + 1}`, `${prefix}a0`]);
+  });
+  const sync = await h.srv.post('/channel/messagesync', { login_uid: `${prefix}a0`, channel_id: `${prefix}b0`, channel_type: 1, start_message_seq: 1, end_message_seq: 0, limit: 10000, pull_mode: 1 });
+  assert.deepEqual(sync.json.messages.map((m) => [m.message_seq, m.client_msg_no, m.message_idstr]), pair0.map((l) => [l.seq, l.cmn, l.id]));
+  fs.rmSync(path.dirname(file), { recursive: true, force: true });
+});
+
+h.test('the server killed during the load: the bench reports what it got and exits with status 4', async () => {
+  const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'bench-acks-')), 'acks.log');
+  let ready;
+  const loadRunning = new Promise((resolve) => { ready = resolve; });
+  let err = '';
+  const run = runBench(['--workload', 'person', '--pairs', '5', '--window', '4', '--rate', '2000', '--duration', '20', '--ack-log', file], 30000,
+    (d) => { err += d; if (/connections ready/.test(err)) ready(); });
+  await loadRunning;
+  await new Promise((res) => setTimeout(res, 700));
+  await h.srv.kill9();
+  const r = await run;
+  await h.srv.restart();
+  const ctx = `\nexit ${r.code} ${r.signal ?? ''}\nstdout:\n${r.stdout}\nstderr (tail):\n${r.stderr.slice(-2000)}`;
+  assert.equal(r.code, 4, `exit status 4${ctx}`);
+  assert.match(r.result?.aborted ?? '', /server went away/, ctx);
+  assert.ok(r.result.acked > 0, `SENDs were acknowledged before the kill${ctx}`);
+  assert.equal(ackLines(file).length, r.result.acked, 'every SENDACK handled is in the ack log');
+  fs.rmSync(path.dirname(file), { recursive: true, force: true });
 });
