@@ -13,6 +13,7 @@
 #include "core/sysuid.h"
 #include "core/worker.h"
 #include "net/conn.h"
+#include "net/ratelimit.h"
 #include "session/session.h"
 #include "store/store.h"
 
@@ -161,6 +162,7 @@ int main(int argc, char **argv) {
         net_worker_free(worker_get(i));
         session_worker_free(worker_get(i));
     }
+    rl_ip_free();
     workers_destroy();
     LOG_INFO("main", "stopped");
     config_free(&cfg);

@@ -114,6 +114,20 @@ static const opt options[] = {
      "Unsent bytes queued for one connection before it is closed as a slow consumer."},
     {"httpBodyLimit", OPT_SIZE32, F(http_body_limit), "8MiB", KIB, UINT32_MAX, NULL,
      "Largest accepted HTTP request body."},
+    {"connRateLimit", OPT_U32, F(conn_rate_limit), "200", 0, 1000000, NULL,
+     "New connections per second accepted from one source IP (token bucket of connRateBurst); "
+     "further ones are closed at accept. 0 = no limit. Loopback sources are exempt unless "
+     "connRateLimitLoopback is true (a local reverse proxy or load generator shares 127.0.0.1)."},
+    {"connRateBurst", OPT_U32, F(conn_rate_burst), "400", 0, 1000000, NULL,
+     "Connections one source IP may open at once before connRateLimit applies; 0 = connRateLimit."},
+    {"connRateLimitLoopback", OPT_BOOL, F(conn_rate_loopback), "false", 0, 0, NULL,
+     "Apply connRateLimit to loopback sources (127.0.0.0/8, ::1) too."},
+    {"sendRateLimit", OPT_U32, F(send_rate_limit), "0", 0, 1000000, NULL,
+     "SENDs per second accepted from one connection (token bucket of sendRateBurst); a SEND over "
+     "it gets SENDACK reason 22 (RateLimit) and is not stored, and a connection that keeps "
+     "sending after 100 + 10 * sendRateBurst refusals in a row is closed. 0 = no limit."},
+    {"sendRateBurst", OPT_U32, F(send_rate_burst), "0", 0, 1000000, NULL,
+     "SENDs one connection may send at once before sendRateLimit applies; 0 = sendRateLimit."},
     {"queueCapacity", OPT_U32, F(queue_capacity), "65536", 16, 1u << 24, NULL,
      "Capacity, in messages, of each worker's inbox queue."},
     /* RECV re-delivery */

@@ -42,6 +42,11 @@ typedef struct mp_config {
     uint64_t out_buffer_limit;   /* outBufferLimit default 8MiB per connection */
     uint32_t http_body_limit;    /* httpBodyLimit default 8MiB */
     uint32_t queue_capacity;     /* queueCapacity default 65536 messages per worker inbox */
+    uint32_t conn_rate_limit;    /* connRateLimit default 200 new connections/s per source IP; 0 = off */
+    uint32_t conn_rate_burst;    /* connRateBurst default 400; 0 = connRateLimit */
+    int conn_rate_loopback;      /* connRateLimitLoopback default 0: loopback sources are exempt */
+    uint32_t send_rate_limit;    /* sendRateLimit default 0 (off) SENDs/s per connection */
+    uint32_t send_rate_burst;    /* sendRateBurst default 0 = sendRateLimit */
     /* RECV re-delivery */
     uint32_t retry_interval_ms;  /* messageRetry.interval default 60s */
     uint32_t retry_scan_ms;      /* messageRetry.scanInterval default 5s */

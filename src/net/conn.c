@@ -15,12 +15,14 @@
 #include "../proto/packet.h"
 #include "../session/jsonrpc.h"
 #include "../session/session.h"
+#include "ratelimit.h"
 #include "ws.h"
 
 #define READ_BUF_SIZE (64 * 1024)
 #define SWEEP_MS 250
 #define IDLE_BUF_KEEP 4096 /* buffers larger than this are freed when empty */
 #define CLOSE_LINGER_MS 5000 /* a graceful close that cannot flush by then is aborted */
+#define REFUSE_LOG_MS 1000   /* refused connections are logged at most this often per worker */
 
 struct conn_mgr {
     idmap *by_id; /* conn id -> conn */
@@ -36,6 +38,10 @@ struct conn_mgr {
     /* counters of connections already closed, so /varz totals cover the whole run */
     uint64_t closed_in_msgs, closed_out_msgs, closed_in_packet_bytes, closed_out_packet_bytes;
     uint64_t slow_clients;
+    /* connections refused at accept (connRateLimit, maxConnections), logged in aggregate */
+    uint64_t refused_rate, refused_max;
+    uint64_t refused_unlogged, refused_log_ms;
+    char refused_last_ip[64];
 };
 
 static const mp_config *g_cfg;
@@ -329,6 +335,58 @@ static void conn_really_close(conn *c) {
     uv_close((uv_handle_t *)&c->tcp, on_closed);
 }
 
+/* Fill c->ip and c->port; addr/alen get the raw address (for the per-IP rate table). */
+static void peer_address(conn *c, uint8_t addr[16], size_t *alen) {
+    struct sockaddr_storage ss;
+    int sl = sizeof ss;
+    *alen = 0;
+    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &sl) != 0) return;
+    if (ss.ss_family == AF_INET) {
+        struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+        uv_ip4_name(a, c->ip, sizeof c->ip);
+        c->port = ntohs(a->sin_port);
+        memcpy(addr, &a->sin_addr, 4);
+        *alen = 4;
+    } else if (ss.ss_family == AF_INET6) {
+        struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+        uv_ip6_name(a, c->ip, sizeof c->ip);
+        c->port = ntohs(a->sin6_port);
+        int v4 = IN6_IS_ADDR_V4MAPPED(&a->sin6_addr); /* one bucket per IPv4 address either way */
+        memcpy(addr, v4 ? a->sin6_addr.s6_addr + 12 : a->sin6_addr.s6_addr, v4 ? 4 : 16);
+        *alen = v4 ? 4 : 16;
+    }
+}
+
+static int is_loopback(const uint8_t *addr, size_t alen) {
+    static const uint8_t v6_loopback[16] = {[15] = 1};
+    return (alen == 4 && addr[0] == 127) || (alen == 16 && memcmp(addr, v6_loopback, 16) == 0);
+}
+
+/* connRateLimit: 1 if this source may open another connection now. */
+static int rate_allows(const conn *c, const uint8_t *addr, size_t alen) {
+    uint32_t rate = g_cfg->conn_rate_limit;
+    if (rate == 0 || alen == 0 || (!g_cfg->conn_rate_loopback && is_loopback(addr, alen))) return 1;
+    uint32_t burst = g_cfg->conn_rate_burst ? g_cfg->conn_rate_burst : rate;
+    return rl_ip_allow(addr, alen, uv_now(c->tcp.loop), rate, burst);
+}
+
+/* Count a connection refused at accept; log the refusals of the last second once. */
+static void note_refused(struct conn_mgr *m, const conn *c, int over_rate) {
+    if (over_rate) m->refused_rate++;
+    else m->refused_max++;
+    m->refused_unlogged++;
+    memcpy(m->refused_last_ip, c->ip, sizeof m->refused_last_ip);
+    uint64_t now = uv_now(c->tcp.loop);
+    if (m->refused_log_ms && now - m->refused_log_ms < REFUSE_LOG_MS) return;
+    LOG_WARN("net", "refused %llu connection(s) at accept (last from %s: %s); since start: %llu over "
+             "connRateLimit=%u, %llu over maxConnections=%u",
+             (unsigned long long)m->refused_unlogged, c->ip[0] ? c->ip : "?",
+             over_rate ? "connRateLimit" : "maxConnections", (unsigned long long)m->refused_rate,
+             g_cfg->conn_rate_limit, (unsigned long long)m->refused_max, g_cfg->max_connections);
+    m->refused_unlogged = 0;
+    m->refused_log_ms = now;
+}
+
 static void on_accept(uv_stream_t *server, int status) {
     if (status < 0) return;
     worker *w = server->loop->data;
@@ -340,9 +398,17 @@ static void on_accept(uv_stream_t *server, int status) {
         uv_close((uv_handle_t *)&c->tcp, (uv_close_cb)free);
         return;
     }
+    uint8_t addr[16];
+    size_t alen;
+    peer_address(c, addr, &alen);
+    if (!rate_allows(c, addr, alen)) {
+        note_refused(m, c, 1);
+        uv_close((uv_handle_t *)&c->tcp, (uv_close_cb)free);
+        return;
+    }
     if (atomic_fetch_add(&g_total_conns, 1) >= g_cfg->max_connections) {
         atomic_fetch_sub(&g_total_conns, 1);
-        LOG_WARN("net", "connection refused: maxConnections=%u reached", g_cfg->max_connections);
+        note_refused(m, c, 0);
         uv_close((uv_handle_t *)&c->tcp, (uv_close_cb)free);
         return;
     }
@@ -351,19 +417,6 @@ static void on_accept(uv_stream_t *server, int status) {
     c->is_ws = (intptr_t)server->data != 0;
     c->state = c->is_ws ? CONN_WS_HANDSHAKE : CONN_PREAUTH;
     c->created_ms = c->last_recv_ms = mp_mono_ms();
-    struct sockaddr_storage ss;
-    int sl = sizeof ss;
-    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &sl) == 0) {
-        if (ss.ss_family == AF_INET) {
-            struct sockaddr_in *a = (struct sockaddr_in *)&ss;
-            uv_ip4_name(a, c->ip, sizeof c->ip);
-            c->port = ntohs(a->sin_port);
-        } else if (ss.ss_family == AF_INET6) {
-            struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
-            uv_ip6_name(a, c->ip, sizeof c->ip);
-            c->port = ntohs(a->sin6_port);
-        }
-    }
     uv_tcp_nodelay(&c->tcp, 1);
     idmap_put(m->by_id, c->id, c);
     uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);

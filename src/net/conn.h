@@ -14,6 +14,7 @@
 #include "../config/config.h"
 #include "../core/worker.h"
 #include "../proto/crypto.h"
+#include "ratelimit.h"
 
 enum conn_state {
     CONN_WS_HANDSHAKE = 0, /* WebSocket: waiting for the HTTP upgrade request */
@@ -53,6 +54,8 @@ typedef struct conn {
     crypto_keys keys;
     struct pending_recv *pending; /* ring of pending_cap (a power of 2), oldest at pending_head */
     uint32_t pending_head, n_pending, pending_cap;
+    rl_bucket send_bucket;  /* sendRateLimit, filled at CONNECT */
+    uint32_t send_refused;  /* SENDs refused by sendRateLimit since the last accepted one */
     uint64_t in_msgs, out_msgs, in_bytes, out_bytes; /* msgs: session.c; bytes: transport */
     /* Protocol packets (binary form, also for JSON-RPC clients) and the SEND / RECV share of
      * them, as WuKongIM counts them for /connz. */

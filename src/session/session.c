@@ -11,6 +11,9 @@
 #include "../store/store.h"
 
 #define MAX_PENDING_PER_CONN 4096
+/* sendRateLimit: a connection is closed after this many refusals in a row (a flood, not a
+ * client that merely bursts) */
+#define SEND_REFUSALS_BEFORE_CLOSE(burst) (100u + 10u * (uint64_t)(burst))
 
 /* A RECV awaiting its RECVACK. It keeps a reference on the message, not a copy of the
  * packet: a retry re-encodes it with the same timestamp, so the bytes are identical, and
@@ -81,6 +84,10 @@ static uint8_t authenticate(const proto_connect *p, uint8_t *level) {
     return reason;
 }
 
+static uint32_t send_burst(void) {
+    return g_cfg->send_rate_burst ? g_cfg->send_rate_burst : g_cfg->send_rate_limit;
+}
+
 static int on_connect(conn *c, const proto_frame *f) {
     proto_connect p;
     if (c->state != CONN_PREAUTH) return MP_EPROTO; /* a second CONNECT closes the connection */
@@ -117,6 +124,7 @@ static int on_connect(conn *c, const proto_frame *f) {
     c->uid = mp_strndup(p.uid.p, p.uid.len);
     c->device_id = mp_strndup(p.device_id.p, p.device_id.len);
     c->state = CONN_READY;
+    rl_bucket_fill(&c->send_bucket, uv_now(c->tcp.loop), send_burst());
 
     proto_connack a = {0};
     a.has_server_version = p.version > 3;
@@ -157,12 +165,32 @@ static int is_own_agent_id(mp_str id, mp_str sender) {
     return im_valid_id(a) && im_valid_id(b) && (mp_str_eq(a, sender) || mp_str_eq(b, sender));
 }
 
+/* sendRateLimit: 1 if this SEND may go on. Uses the loop's cached time (no system call). */
+static int send_allowed(conn *c) {
+    if (g_cfg->send_rate_limit == 0) return 1;
+    if (rl_take(&c->send_bucket, uv_now(c->tcp.loop), g_cfg->send_rate_limit, send_burst())) {
+        c->send_refused = 0;
+        return 1;
+    }
+    c->send_refused++;
+    return 0;
+}
+
 static int on_send(conn *c, const proto_frame *f) {
     proto_send s;
     if (proto_decode_send(f->body, f->body_len, f->flags, c->version, &s) != MP_OK) return MP_EPROTO;
     c->in_msgs++;
     int64_t message_id = im_next_message_id();
     uint8_t flags = f->flags & 0x0F;
+    if (!send_allowed(c)) {
+        if (c->send_refused > SEND_REFUSALS_BEFORE_CLOSE(send_burst())) {
+            LOG_WARN("session", "conn=%llu uid=%s keeps sending over sendRateLimit=%u: closing",
+                     (unsigned long long)c->id, c->uid, g_cfg->send_rate_limit);
+            return MP_ETOOBIG;
+        }
+        session_sendack(c->w, c->id, flags, message_id, s.client_seq, 0, REASON_RATE_LIMIT);
+        return MP_OK;
+    }
     uint8_t stream_bit = c->version <= 4 ? (PROTO_SETTING_STREAM | PROTO_SETTING_STREAM_OLD) : 0;
     if (s.setting & stream_bit) {
         /* Old clients disagree on the stream layout (spec §5.1): refuse rather than misparse. */
