@@ -27,7 +27,8 @@ for t in "${targets[@]}"; do
   mkdir -p "$corpus" "$artifacts"
   [ -d "tests/fuzz/corpus/$t" ] && cp -r "tests/fuzz/corpus/$t/." "$corpus/"
   echo "== fuzz_$t: ${SECS}s, seeds $(find "tests/fuzz/corpus/$t" -type f 2>/dev/null | wc -l) =="
-  if "$BUILD/tests/fuzz/fuzz_$t" "$corpus" -max_total_time="$SECS" -jobs=1 -workers=1 \
+  # One in-process job (no -jobs/-workers: those fork and write fuzz-N.log into the cwd).
+  if "$BUILD/tests/fuzz/fuzz_$t" "$corpus" -max_total_time="$SECS" \
       -artifact_prefix="$artifacts" -print_final_stats=1 -max_len=65536 -timeout=10 -rss_limit_mb=2048 \
       >"$WORK/$t/log" 2>&1; then
     grep -E '^stat::(number_of_executed_units|average_exec_per_sec|peak_rss_mb)' "$WORK/$t/log" | tr '\n' ' '

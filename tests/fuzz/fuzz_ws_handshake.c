@@ -6,7 +6,7 @@
  *     head again gives the same result (the head is self-contained); the accept value is 28
  *     Base64 characters and the forwarded address, if any, is NUL-terminated within its
  *     buffer, even a tiny one;
- *   - a shorter prefix of an accepted request is never accepted with a longer head. */
+ *   - the head minus its last byte is incomplete (MP_EAGAIN): the first CRLF CRLF ends it. */
 #include <string.h>
 
 #include "common/buf.h"
