@@ -37,6 +37,9 @@ struct api_req {
     struct api_guard *guard; /* lives in req->pool; its dispose callback clears req */
     struct api_req *prev, *next; /* g.pending while unanswered */
     int abandoned;           /* answered 503 at shutdown; the handler's answer is dropped */
+    api_answer_fn local;     /* api_call(): no h2o request; the answer goes here instead */
+    void *local_ctx;
+    mp_str local_body;
 };
 
 struct api_guard {
@@ -167,11 +170,14 @@ static void guard_dispose(void *p) {
     if (gd->r) gd->r->req = NULL;
 }
 
+/* req is NULL for api_call(). */
 static api_req *api_req_new(h2o_req_t *req) {
     api_req *r = mp_calloc(1, sizeof *r);
     r->req = req;
-    r->guard = h2o_mem_alloc_shared(&req->pool, sizeof *r->guard, guard_dispose);
-    r->guard->r = r;
+    if (req) {
+        r->guard = h2o_mem_alloc_shared(&req->pool, sizeof *r->guard, guard_dispose);
+        r->guard->r = r;
+    }
     r->next = g.pending;
     if (g.pending) g.pending->prev = r;
     g.pending = r;
@@ -187,6 +193,12 @@ static void pending_unlink(api_req *r) {
 
 /* Send status + body (copied) unless the request is gone. */
 static void write_answer(api_req *r, int status, const char *ctype, const char *body, size_t len, int cors) {
+    if (r->local) {
+        api_answer_fn fn = r->local;
+        r->local = NULL;
+        fn(r->local_ctx, status, len ? body : "", len);
+        return;
+    }
     h2o_req_t *req = r->req;
     if (!req) return;
     r->guard->r = NULL;
@@ -259,6 +271,7 @@ void api_reply_empty(api_req *r, int status) { send_answer(r, status, NULL, NULL
 /* ---- request accessors ------------------------------------------------------------------ */
 
 mp_str api_req_body(const api_req *r) {
+    if (r->local) return r->local_body;
     if (!r->req || !r->req->entity.base) return (mp_str){"", 0};
     return (mp_str){r->req->entity.base, (uint32_t)r->req->entity.len};
 }
@@ -385,11 +398,11 @@ static int token_ok(const h2o_req_t *req) {
     return diff == 0;
 }
 
-static const api_route_def *find_route(const h2o_req_t *req) {
+static const api_route_def *find_route(h2o_iovec_t method, h2o_iovec_t path) {
     for (size_t i = 0; i < MP_ARRAY_LEN(g_routes); i++) {
         const api_route_def *rt = &g_routes[i];
-        if (h2o_memis(req->path_normalized.base, req->path_normalized.len, rt->path, strlen(rt->path)) &&
-            h2o_memis(req->method.base, req->method.len, rt->method, strlen(rt->method)))
+        if (h2o_memis(path.base, path.len, rt->path, strlen(rt->path)) &&
+            h2o_memis(method.base, method.len, rt->method, strlen(rt->method)))
             return rt;
     }
     return NULL;
@@ -414,13 +427,26 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req) {
         api_reply_empty(r, 204);
         return 0;
     }
-    const api_route_def *rt = find_route(req);
+    const api_route_def *rt = find_route(req->method, req->path_normalized);
     if (!rt) {
         api_reply_text(r, 404, "text/plain", MP_STR("404 page not found"));
         return 0;
     }
     rt->fn(r);
     return 0;
+}
+
+int api_call(const mp_config *cfg, const char *method, const char *path, mp_str body, api_answer_fn answer,
+             void *ctx) {
+    if (!g.cfg) g.cfg = cfg; /* not started: handlers read the configuration through api_cfg() */
+    const api_route_def *rt = find_route(h2o_iovec_init(method, strlen(method)), h2o_iovec_init(path, strlen(path)));
+    if (!rt) return MP_ENOTFOUND;
+    api_req *r = api_req_new(NULL);
+    r->local = answer;
+    r->local_ctx = ctx;
+    r->local_body = body;
+    rt->fn(r);
+    return MP_OK;
 }
 
 /* Errors h2o answers itself before routing (body over the limit -> 413, broken chunked

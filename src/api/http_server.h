@@ -21,4 +21,15 @@ int api_start(uv_loop_t *loop, const mp_config *cfg);
  * api_start. */
 void api_stop(void);
 
+/* Without a network (tests, fuzzing): run the handler routed for method and path (no
+ * query string) on body, as if the request had passed the middleware (no token check,
+ * no CORS). answer(ctx, status, body, len) is called exactly once, on this thread, when
+ * the handler answers: during this call, or later from an IM core done callback (so the
+ * IM core must be running and body must stay valid until then). cfg is used when
+ * api_start was not called. Returns MP_OK, or MP_ENOTFOUND (no such route; answer is
+ * not called). Same thread rule as the handlers: the API loop's thread (worker 0). */
+typedef void (*api_answer_fn)(void *ctx, int status, const char *body, size_t len);
+int api_call(const mp_config *cfg, const char *method, const char *path, mp_str body, api_answer_fn answer,
+             void *ctx);
+
 #endif

@@ -9,7 +9,9 @@ void mp_buf_free(mp_buf *b) {
 }
 
 void mp_buf_reserve(mp_buf *b, size_t extra) {
-    if (b->cap - b->len >= extra) return;
+    /* Allocate even for extra == 0: callers compute b->data + b->len right after, and
+     * NULL + 0 is undefined behaviour (UBSan: "applying zero offset to null pointer"). */
+    if (b->data && b->cap - b->len >= extra) return;
     size_t need = b->len + extra;
     size_t cap = b->cap ? b->cap : 64;
     while (cap < need) cap *= 2;

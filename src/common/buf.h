@@ -14,7 +14,7 @@ typedef struct mp_buf {
 
 void mp_buf_init(mp_buf *b);
 void mp_buf_free(mp_buf *b);
-void mp_buf_reserve(mp_buf *b, size_t extra);          /* ensure cap >= len + extra */
+void mp_buf_reserve(mp_buf *b, size_t extra);          /* ensure cap >= len + extra; data != NULL after */
 void mp_buf_append(mp_buf *b, const void *p, size_t n);
 void mp_buf_append_u8(mp_buf *b, uint8_t v);
 void mp_buf_append_u16be(mp_buf *b, uint16_t v);

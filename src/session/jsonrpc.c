@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "../api/json_util.h"
 #include "../core/im.h"
 #include "../proto/crypto.h"
 #include "../proto/packet.h"
@@ -117,7 +118,7 @@ static void error_reply(mp_buf *reply, const char *id, const char *text) {
     json_t *o = envelope(id ? id : "");
     json_t *e = json_object();
     json_object_set_new(e, "code", json_integer(0));
-    json_object_set_new(e, "message", json_string(text));
+    json_object_set_new(e, "message", ju_string(mp_str_c(text))); /* text may end in a cut UTF-8 sequence */
     json_object_set_new(o, "error", e);
     append_json(reply, o);
 }
@@ -327,9 +328,11 @@ static json_t *header_json(uint8_t flags) {
     return h;
 }
 
+/* Strings relayed from other clients (uids, channel ids, event data) need not be UTF-8:
+ * invalid bytes become U+FFFD, as Go's encoder does, instead of the field going missing. */
 static void set_str(json_t *o, const char *key, mp_str s, int omit_empty) {
     if (omit_empty && s.len == 0) return;
-    json_object_set_new(o, key, json_stringn(s.p ? s.p : "", s.len));
+    json_object_set_new(o, key, ju_string(s));
 }
 
 static void set_id(json_t *o, const char *key, int64_t id) {

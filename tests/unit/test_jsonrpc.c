@@ -229,6 +229,35 @@ static void test_recv_pong_disconnect_event(void **state) {
     jsonrpc_free(st);
 }
 
+/* Found by fuzz_jsonrpc: strings relayed from other clients need not be UTF-8 (a binary
+ * client may use any bytes in its uid), and jansson refuses such a string, so the field
+ * went missing from the notification. It must be there, with U+FFFD for the bad bytes. */
+static void test_invalid_utf8_fields_kept(void **state) {
+    (void)state;
+    jsonrpc_state *st = jsonrpc_new();
+    mp_buf pkt = MP_BUF_INIT, out = MP_BUF_INIT;
+    proto_recv r = {0};
+    r.from_uid = (mp_str){"u\xc3(", 3};
+    r.channel_id = (mp_str){"g\xff", 2};
+    r.channel_type = 2;
+    r.message_id = 1;
+    assert_int_equal(proto_encode_recv(&r, 5, &pkt), MP_OK);
+    assert_int_equal(jsonrpc_from_packet(st, pkt.data, pkt.len, 5, &out), MP_OK);
+    assert_json(&out, "{\"jsonrpc\":\"2.0\",\"method\":\"recv\",\"params\":{\"messageId\":\"1\",\"messageSeq\":0,"
+                      "\"timestamp\":0,\"channelId\":\"g\xef\xbf\xbd\",\"channelType\":2,\"fromUid\":\"u\xef\xbf\xbd(\","
+                      "\"payload\":\"\"}}");
+    mp_buf_reset(&pkt);
+    mp_buf_reset(&out);
+    proto_event e = {{"e", 1}, {"t", 1}, 0, {"\xe2\x82", 2}};
+    assert_int_equal(proto_encode_event(&e, &pkt), MP_OK);
+    assert_int_equal(jsonrpc_from_packet(st, pkt.data, pkt.len, 5, &out), MP_OK);
+    assert_json(&out, "{\"jsonrpc\":\"2.0\",\"method\":\"event\",\"params\":{\"id\":\"e\",\"type\":\"t\",\"timestamp\":0,"
+                      "\"data\":\"\xef\xbf\xbd\xef\xbf\xbd\"}}");
+    mp_buf_free(&pkt);
+    mp_buf_free(&out);
+    jsonrpc_free(st);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_detect_and_next),
@@ -236,6 +265,7 @@ int main(void) {
         cmocka_unit_test(test_first_must_be_connect),
         cmocka_unit_test(test_send_and_sendack),
         cmocka_unit_test(test_recv_pong_disconnect_event),
+        cmocka_unit_test(test_invalid_utf8_fields_kept),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

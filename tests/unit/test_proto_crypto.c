@@ -688,9 +688,32 @@ static void test_threads(void **state) {
     }
 }
 
+/* Found by fuzz_crypto (UBSan): Base64 of an empty input into a fresh buffer, or a decode
+ * of a short text, computed NULL + 0 (mp_buf_reserve(b, 0) left data NULL). */
+static void test_b64_empty_into_fresh_buffer(void **state) {
+    (void)state;
+    mp_buf b = MP_BUF_INIT;
+    mp_buf_reserve(&b, 0);
+    assert_non_null(b.data);
+    mp_buf_free(&b);
+    crypto_b64_encode((const uint8_t *)"", 0, &b);
+    assert_int_equal(b.len, 0);
+    mp_buf_free(&b);
+    assert_int_equal(crypto_b64_decode("", 0, &b), MP_OK);
+    assert_int_equal(b.len, 0);
+    mp_buf_free(&b);
+    assert_int_equal(crypto_b64_decode("a=", 2, &b), MP_EINVAL);
+    mp_buf_free(&b);
+    crypto_keys k = {{0}, {0}};
+    assert_int_equal(crypto_decrypt_b64(&k, "aa", 2, &b), MP_ECRYPTO);
+    assert_int_equal(b.len, 0);
+    mp_buf_free(&b);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_b64_rfc4648),
+        cmocka_unit_test(test_b64_empty_into_fresh_buffer),
         cmocka_unit_test(test_b64_matches_openssl),
         cmocka_unit_test(test_b64_decode_rejects),
         cmocka_unit_test(test_md5_sha1),
