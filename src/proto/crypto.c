@@ -101,28 +101,21 @@ static tls_ctx *ctx_get(void) {
     return t;
 }
 
-/* Set key and IV on a cipher context; the key is expanded only when it changed. */
-static int enc_init(tls_ctx *t, const crypto_keys *k) {
-    int same = t->enc_keyed && memcmp(t->enc_key, k->aes_key, 16) == 0;
-    if (EVP_EncryptInit_ex2(t->enc, NULL, same ? NULL : k->aes_key, k->iv, NULL) != 1) {
-        t->enc_keyed = 0;
+/* Set key and IV on a cipher context (encrypt = 1 or 0); the key is expanded only when it
+ * differs from the last one this context was given. */
+static int cipher_init(EVP_CIPHER_CTX *ctx, uint8_t last[16], int *keyed, const crypto_keys *k, int encrypt) {
+    int same = *keyed && memcmp(last, k->aes_key, 16) == 0;
+    if (EVP_CipherInit_ex2(ctx, NULL, same ? NULL : k->aes_key, k->iv, encrypt, NULL) != 1) {
+        *keyed = 0;
         return 0;
     }
-    memcpy(t->enc_key, k->aes_key, 16);
-    t->enc_keyed = 1;
+    memcpy(last, k->aes_key, 16);
+    *keyed = 1;
     return 1;
 }
 
-static int dec_init(tls_ctx *t, const crypto_keys *k) {
-    int same = t->dec_keyed && memcmp(t->dec_key, k->aes_key, 16) == 0;
-    if (EVP_DecryptInit_ex2(t->dec, NULL, same ? NULL : k->aes_key, k->iv, NULL) != 1) {
-        t->dec_keyed = 0;
-        return 0;
-    }
-    memcpy(t->dec_key, k->aes_key, 16);
-    t->dec_keyed = 1;
-    return 1;
-}
+static int enc_init(tls_ctx *t, const crypto_keys *k) { return cipher_init(t->enc, t->enc_key, &t->enc_keyed, k, 1); }
+static int dec_init(tls_ctx *t, const crypto_keys *k) { return cipher_init(t->dec, t->dec_key, &t->dec_keyed, k, 0); }
 
 /* ---- Base64 (standard alphabet, padded) ----------------------------------------- */
 
