@@ -136,20 +136,10 @@ static size_t distinct(mp_str *uids, size_t n) {
 }
 
 void api_user_onlinestatus(api_req *r) {
-    char err[200];
-    json_t *root = ju_parse(api_req_body(r), 0, err, sizeof err);
-    if (!root) {
-        api_reply_error(r, 400, "%s", err);
-        return;
-    }
-    ju j;
-    ju_init(&j, NULL);
-    mp_str *uids = NULL;
-    size_t n = ju_str_array_value(&j, root, "request body", &uids);
-    if (j.failed) {
-        reply_bad(r, root, j.err);
-        return;
-    }
+    mp_str *uids;
+    size_t n;
+    json_t *root = api_parse_uid_array(r, NULL, &uids, &n);
+    if (!root) return;
     if (n == 0) { /* WuKongIM: an empty (or null) list is a plain OK, not [] */
         json_decref(root);
         api_reply_ok(r);

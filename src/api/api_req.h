@@ -37,6 +37,11 @@ void api_reply_error(api_req *r, int status, const char *fmt, ...) __attribute__
  * return NULL. The caller owns the returned reference (json_decref). */
 struct json_t;
 struct json_t *api_parse_object(api_req *r);
+/* Parse a body that is a JSON array of uid strings (or null: no uids). *uids (the caller
+ * frees it) points into the returned document, which the caller owns. On failure answer
+ * 400 and return NULL: with not_array as the message for a body that is neither an array
+ * nor null when it is given, else with the parser's or the element check's message. */
+struct json_t *api_parse_uid_array(api_req *r, const char *not_array, mp_str **uids, size_t *n);
 void api_reply_text(api_req *r, int status, const char *content_type, mp_str body);
 void api_reply_empty(api_req *r, int status);
 

@@ -60,26 +60,10 @@ void api_route(api_req *r) {
 
 /* Body: a JSON array of uids; answer: one element carrying all of them. */
 void api_route_batch(api_req *r) {
-    char err[200];
-    json_t *root = ju_parse(api_req_body(r), 0, err, sizeof err);
-    if (!root) {
-        api_reply_error(r, 400, "%s", err);
-        return;
-    }
-    if (!json_is_array(root) && !json_is_null(root)) {
-        json_decref(root);
-        api_reply_error(r, 400, "request body must be a JSON array of uids");
-        return;
-    }
-    ju j;
-    ju_init(&j, NULL);
-    mp_str *uids = NULL;
-    size_t n = ju_str_array_value(&j, root, "request body", &uids);
-    if (j.failed) {
-        json_decref(root);
-        api_reply_error(r, 400, "%s", j.err);
-        return;
-    }
+    mp_str *uids;
+    size_t n;
+    json_t *root = api_parse_uid_array(r, "request body must be a JSON array of uids", &uids, &n);
+    if (!root) return;
     json_t *e = json_object();
     route_addrs(r, e);
     json_t *list = json_is_null(root) ? json_null() : json_array();

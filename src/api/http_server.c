@@ -262,6 +262,31 @@ json_t *api_parse_object(api_req *r) {
     return root;
 }
 
+json_t *api_parse_uid_array(api_req *r, const char *not_array, mp_str **uids, size_t *n) {
+    char err[200];
+    *uids = NULL;
+    *n = 0;
+    json_t *root = ju_parse(api_req_body(r), 0, err, sizeof err);
+    if (!root) {
+        api_reply_error(r, 400, "%s", err);
+        return NULL;
+    }
+    if (not_array && !json_is_array(root) && !json_is_null(root)) {
+        json_decref(root);
+        api_reply_error(r, 400, "%s", not_array);
+        return NULL;
+    }
+    ju j;
+    ju_init(&j, NULL);
+    *n = ju_str_array_value(&j, root, "request body", uids);
+    if (j.failed) {
+        json_decref(root);
+        api_reply_error(r, 400, "%s", j.err);
+        return NULL;
+    }
+    return root;
+}
+
 void api_reply_text(api_req *r, int status, const char *content_type, mp_str body) {
     send_answer(r, status, content_type, body.p, body.len, 1);
 }
