@@ -36,7 +36,6 @@ start_server() {
     pid=$!
     for _ in $(seq 50); do
         curl -sf http://127.0.0.1:15001/health >/dev/null 2>&1 && return 0
-        curl -s http://127.0.0.1:15001/varz >/dev/null 2>&1 && return 0
         sleep 0.1
     done
     echo "server did not come up; log: $DATA.log" >&2

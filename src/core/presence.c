@@ -275,7 +275,7 @@ void presence_deliver(mp_msg *m, const mp_str *uids, const uint64_t *hashes, siz
             if (cand != stack) free(cand);
             cand = bigger;
         }
-        int owner = (int)(h % (uint64_t)nw); /* = worker_owner_of(uid) */
+        int owner = worker_owner_of_hash(h);
         cand[nc++] = (candidate){(uint32_t)i, owner};
         count[owner]++;
         bytes[owner] += uids[i].len;

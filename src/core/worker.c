@@ -39,7 +39,8 @@ int workers_count(void) { return g_nworkers; }
 worker *worker_get(int index) { return g_workers[index]; }
 worker *worker_current(void) { return t_current; }
 
-int worker_owner_of(const void *key, size_t len) { return (int)(mp_hash(key, len) % (uint64_t)g_nworkers); }
+int worker_owner_of_hash(uint64_t hash) { return (int)(hash % (uint64_t)g_nworkers); }
+int worker_owner_of(const void *key, size_t len) { return worker_owner_of_hash(mp_hash(key, len)); }
 
 static void list_push(item_list *l, item it) {
     if (l->head + l->len == l->cap) {

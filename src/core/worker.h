@@ -59,6 +59,8 @@ void worker_post(int dst, worker_fn fn, void *arg);
 
 /* Owner of a key: hash(key) % workers_count(). */
 int worker_owner_of(const void *key, size_t len);
+/* The same for a key whose mp_hash is already known. */
+int worker_owner_of_hash(uint64_t hash);
 
 /* Queue depth (for metrics/tests). */
 size_t worker_inbox_depth(int index);
