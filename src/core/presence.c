@@ -101,6 +101,8 @@ static void post_kick(const dev *d, uint8_t reason, uint32_t delay_ms) {
 
 typedef struct online_req {
     dev d;
+    worker_fn registered;
+    void *registered_arg;
     char uid[];
 } online_req;
 
@@ -126,10 +128,11 @@ static void do_online(worker *w, void *arg) {
         u->devs = mp_realloc(u->devs, u->cap * sizeof(dev));
     }
     u->devs[u->n++] = r->d; /* takes device_id */
+    worker_post(r->d.worker, r->registered, r->registered_arg);
     free(r);
 }
 
-void presence_online(conn *c) {
+void presence_online(conn *c, worker_fn registered, void *arg) {
     size_t n = strlen(c->uid);
     online_req *r = mp_malloc(sizeof *r + n + 1);
     memcpy(r->uid, c->uid, n + 1);
@@ -138,6 +141,8 @@ void presence_online(conn *c) {
     r->d.device_flag = c->device_flag;
     r->d.level = c->device_level;
     r->d.device_id = mp_strndup(c->device_id, strlen(c->device_id));
+    r->registered = registered;
+    r->registered_arg = arg;
     worker_post(owner_of_uid(mp_str_c(c->uid)), do_online, r);
 }
 

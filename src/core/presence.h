@@ -11,8 +11,12 @@
 void presence_init(worker *w);
 void presence_free(worker *w);
 
-/* Connection c (on the calling worker) authenticated: register it, kicking per §8.7. */
-void presence_online(conn *c);
+/* Connection c (on the calling worker) authenticated: register it with its uid's owner,
+ * kicking per §8.7, then run registered(w, arg) back on c's worker. Anything fanned out
+ * after that finds the connection, so a session that answers CONNECT from registered
+ * cannot lose a message sent once its client holds the CONNACK. registered owns arg
+ * (it runs even if c has closed meanwhile; it is dropped only at shutdown). */
+void presence_online(conn *c, worker_fn registered, void *arg);
 /* Connection left. */
 void presence_offline(mp_str uid, uint64_t conn_id);
 /* Kick every connection of uid with device_flag (reason 12), closing after delay_ms. */

@@ -133,13 +133,18 @@ static void count_out(conn *c, const uint8_t *p, size_t n) {
     if (n && (p[0] >> 4) == PROTO_RECV) c->out_msg_bytes += n;
 }
 
+/* Packets are parsed before and after authentication, not while CONNECT is being
+ * registered (CONN_AUTHING): what a client pipelines behind its CONNECT waits in c->in
+ * (or c->ws_data) until conn_input_resume, so nothing is answered before the CONNACK. */
+static int takes_packets(const conn *c) { return c->state == CONN_PREAUTH || c->state == CONN_READY; }
+
 /* JSON-RPC input: each complete object becomes the binary packet it stands for (handed
  * to the session like any other) and/or a direct answer. Returns bytes consumed or <0. */
 static ssize_t parse_rpc(conn *c, const uint8_t *p, size_t n) {
     size_t off = 0;
     mp_buf pkt = MP_BUF_INIT, reply = MP_BUF_INIT;
     int rc = MP_OK;
-    while (off < n && c->state != CONN_CLOSING && rc == MP_OK) {
+    while (off < n && takes_packets(c) && rc == MP_OK) {
         size_t start, len;
         rc = jsonrpc_next(p + off, n - off, g_cfg->max_packet_size, &start, &len);
         if (rc == MP_EAGAIN) {
@@ -177,7 +182,7 @@ static ssize_t parse_packets(conn *c, const uint8_t *p, size_t n) {
     }
     if (c->rpc) return parse_rpc(c, p, n);
     size_t off = 0;
-    while (off < n && c->state != CONN_CLOSING) {
+    while (off < n && takes_packets(c)) {
         proto_frame f;
         int rc = proto_frame_parse(p + off, n - off, g_cfg->max_packet_size, &f);
         if (rc == MP_EAGAIN) break;
@@ -309,6 +314,30 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
         }
     }
     if (rc != MP_OK) conn_close(c, mp_strerror(rc));
+    else if (c->state == CONN_AUTHING) uv_read_stop(s); /* conn_input_resume restarts it */
+}
+
+void conn_input_resume(conn *c) {
+    if (c->state != CONN_READY) return;
+    int rc = MP_OK;
+    if (c->is_ws && c->ws_data.len) { /* packet bytes of WebSocket frames already decoded */
+        ssize_t used = parse_packets(c, c->ws_data.data, c->ws_data.len);
+        if (used < 0) rc = (int)used;
+        else mp_buf_consume(&c->ws_data, (size_t)used);
+    }
+    if (rc == MP_OK && c->in.len && c->state == CONN_READY) {
+        size_t used = 0;
+        rc = handle_input(c, c->in.data, c->in.len, &used);
+        if (rc == MP_OK) mp_buf_consume(&c->in, used);
+    }
+    if (rc != MP_OK) {
+        conn_close(c, mp_strerror(rc));
+        return;
+    }
+    maybe_shrink(&c->in);
+    maybe_shrink(&c->ws_data);
+    if (c->state == CONN_READY) uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+    else if (c->state == CONN_AUTHING) uv_read_stop((uv_stream_t *)&c->tcp);
 }
 
 static void on_closed(uv_handle_t *h) {

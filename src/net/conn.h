@@ -21,6 +21,8 @@ enum conn_state {
     CONN_PREAUTH = 1,      /* waiting for CONNECT */
     CONN_READY = 2,        /* authenticated */
     CONN_CLOSING = 3,      /* no more input; closes once output is flushed */
+    CONN_AUTHING = 4,      /* CONNECT accepted, CONNACK waits for the presence owner to
+                            * register the connection; input is held until it is READY */
 };
 
 struct pending_recv; /* session.c: RECVs awaiting RECVACK */
@@ -84,6 +86,9 @@ void net_worker_free(worker *w);
 conn *conn_find(worker *w, uint64_t id);
 /* Queue one encoded protocol packet (WebSocket: one binary message per packet). */
 void conn_write_packet(conn *c, const uint8_t *p, size_t n);
+/* The session moved c from CONN_AUTHING to CONN_READY: parse what arrived meanwhile and
+ * read again. Closes c on bad input, like a read would. */
+void conn_input_resume(conn *c);
 /* Stop reading, flush queued output, then close. */
 void conn_close(conn *c, const char *why);
 /* Close after delay_ms (used after a kick's DISCONNECT). */

@@ -88,6 +88,26 @@ static uint32_t send_burst(void) {
     return g_cfg->send_rate_burst ? g_cfg->send_rate_burst : g_cfg->send_rate_limit;
 }
 
+/* A CONNACK held until the uid's presence owner has registered the connection: a
+ * client must not hold its CONNACK while a fan-out could still miss it (a peer told
+ * "b is connected" sends at once). */
+typedef struct connack_job {
+    uint64_t conn_id;
+    size_t len;
+    uint8_t bytes[];
+} connack_job;
+
+static void connack_when_registered(worker *w, void *arg) {
+    connack_job *j = arg;
+    conn *c = conn_find(w, j->conn_id);
+    if (c && c->state == CONN_AUTHING) {
+        c->state = CONN_READY;
+        conn_write_packet(c, j->bytes, j->len);
+        conn_input_resume(c);
+    }
+    free(j);
+}
+
 static int on_connect(conn *c, const proto_frame *f) {
     proto_connect p;
     if (c->state != CONN_PREAUTH) return MP_EPROTO; /* a second CONNECT closes the connection */
@@ -123,7 +143,7 @@ static int on_connect(conn *c, const proto_frame *f) {
     c->device_level = level;
     c->uid = mp_strndup(p.uid.p, p.uid.len);
     c->device_id = mp_strndup(p.device_id.p, p.device_id.len);
-    c->state = CONN_READY;
+    c->state = CONN_AUTHING;
     rl_bucket_fill(&c->send_bucket, uv_now(c->tcp.loop), send_burst());
 
     proto_connack a = {0};
@@ -136,9 +156,12 @@ static int on_connect(conn *c, const proto_frame *f) {
     a.node_id = g_cfg->node_id;
     mp_buf out = MP_BUF_INIT;
     proto_encode_connack(&a, version, &out);
-    conn_write_packet(c, out.data, out.len);
+    connack_job *j = mp_malloc(sizeof *j + out.len);
+    j->conn_id = c->id;
+    j->len = out.len;
+    memcpy(j->bytes, out.data, out.len);
     mp_buf_free(&out);
-    presence_online(c);
+    presence_online(c, connack_when_registered, j);
     return MP_OK;
 }
 

@@ -3,7 +3,7 @@
 
 import assert from 'node:assert/strict';
 import { useServer, uid } from './lib/harness.mjs';
-import { PT, REASON, sleep } from './lib/wkproto.mjs';
+import { PT, PT_NAME, PING, REASON, encodeConnect, x25519KeyPair, sleep } from './lib/wkproto.mjs';
 
 const h = useServer();
 
@@ -143,3 +143,35 @@ h.test('two connections get different server keys and salts', async () => {
   assert.notEqual(ka.serverKey, kb.serverKey, 'server key is per connection');
   assert.notEqual(ka.salt, kb.salt, 'salt is per connection');
 });
+
+// The CONNACK is the client's proof that it is online: a peer may send to it the moment it
+// has one (a call invitation right after the callee connects). The server registers the
+// connection with its uid's presence owner (another worker, half the time) before it
+// answers, so such a message is pushed in real time, not only found by a later sync.
+h.test('a message sent as soon as the recipient holds its CONNACK is pushed to it', async () => {
+  const sender = uid('cs');
+  const cs = await h.login(sender);
+  const round = async (i) => {
+    const b = uid(`cr${i}`);
+    const cb = await h.login(b, { transport: i % 2 ? 'ws' : 'tcp' });
+    const ack = await cs.send({ channelId: b, channelType: 1, payload: { type: 1, content: `now ${i}` } });
+    assert.equal(ack.reasonCode, REASON.SUCCESS);
+    const r = await cb.waitRecv((p) => p.clientMsgNo === ack.sent.clientMsgNo, 5000);
+    assert.equal(r.json.content, `now ${i}`);
+    cb.close();
+  };
+  for (let i = 0; i < 200; i += 10) {
+    await Promise.all(Array.from({ length: 10 }, (_, k) => round(i + k)));
+  }
+});
+
+for (const transport of ['tcp', 'ws']) {
+  h.test(`${transport}: packets pipelined behind CONNECT are answered after the CONNACK, in order`, async () => {
+    const c = transport === 'ws' ? await h.ws() : await h.tcp();
+    const pings = Buffer.concat([PING, PING, PING]);
+    await c.write(Buffer.concat([encodeConnect({ version: 4, uid: uid('pp'), deviceId: 'pipe1', clientKey: x25519KeyPair().publicRaw.toString('base64') }), pings]));
+    for (let i = 0; i < 3; i++) await c.waitType(PT.PONG);
+    assert.deepEqual(c.history.map((p) => PT_NAME[p.type]), ['CONNACK', 'PONG', 'PONG', 'PONG']);
+    assert.equal(c.history[0].reasonCode, REASON.SUCCESS);
+  });
+}
