@@ -12,6 +12,7 @@
 #include "core/presence.h"
 #include "core/sysuid.h"
 #include "core/worker.h"
+#include "integ/httpc.h"
 #include "net/conn.h"
 #include "net/ratelimit.h"
 #include "session/session.h"
@@ -113,6 +114,7 @@ int main(int argc, char **argv) {
     }
     mp_log_set_level(cfg.log_level);
     signal(SIGPIPE, SIG_IGN);
+    if (httpc_global_init() != MP_OK) return 1; /* before any thread starts */
 
     store_options so = {0};
     so.dir = cfg.data_dir;
@@ -166,5 +168,6 @@ int main(int argc, char **argv) {
     workers_destroy();
     LOG_INFO("main", "stopped");
     config_free(&cfg);
+    httpc_global_cleanup();
     return 0;
 }
