@@ -14,6 +14,7 @@
 #include "../common/map.h"
 #include "../core/im.h"
 #include "../core/presence.h"
+#include "../integ/datasource.h"
 #include "../net/conn.h"
 #include "../store/store.h"
 #include "api_routes.h"
@@ -440,6 +441,7 @@ static void varz_reply(varz_ctx *v, json_t *conns) {
     json_object_set_new(o, "manager_uid", ju_string(mp_str_c(cfg->manager_uid ? cfg->manager_uid : "")));
     int token_on = cfg->manager_token && !ju_blank(mp_str_c(cfg->manager_token));
     json_object_set_new(o, "manager_token_on", json_integer(token_on));
+    json_object_set_new(o, "datasource", ds_stats_json());
     if (conns && json_array_size(conns)) json_object_set(o, "conns", conns); /* Go: omitempty */
     json_decref(conns);
     json_object_set_new(o, "conversation_cache_count", json_integer(0)); /* no conversation cache */
