@@ -3,6 +3,7 @@
 #include "datasource.h"
 
 #include <stdatomic.h>
+#include <stdio.h>
 
 #include "../common/log.h"
 #include "../common/map.h"
@@ -175,8 +176,10 @@ static void note_outcome(int cmd, const httpc_response *res, int ok) {
     uint64_t now = mp_mono_ms(), last = atomic_load(&g_down_logged_ms);
     if (last && now - last < DOWN_LOG_INTERVAL_MS) return;
     atomic_store(&g_down_logged_ms, now);
-    LOG_WARN("datasource", "%s is not answering (%s: %s%s%d); onFailure=%s", g_cfg->datasource_addr,
-             cmd_names[cmd], res->error ? res->error : "", res->error ? "" : "HTTP ", res->error ? 0 : res->status,
+    char why[64];
+    if (res->error) snprintf(why, sizeof why, "%s", res->error);
+    else snprintf(why, sizeof why, res->status == 200 ? "an answer that is not the expected JSON" : "HTTP %d", res->status);
+    LOG_WARN("datasource", "%s is not answering (%s: %s); onFailure=%s", g_cfg->datasource_addr, cmd_names[cmd], why,
              g_cfg->datasource_on_failure);
 }
 
@@ -188,8 +191,6 @@ static void on_answer(void *arg, const httpc_response *res) {
     ds_req *q = arg;
     ds_entry *e = q->e;
     int ok = res->status == 200 && take_answer(e, q->cmd, res->body, res->body_len) == MP_OK;
-    if (res->status == 200 && !ok)
-        LOG_WARN("datasource", "%s: the answer is not the expected JSON", cmd_names[q->cmd]);
     atomic_fetch_add(ok ? &g_stats.ok[q->cmd] : &g_stats.failed[q->cmd], 1);
     note_outcome(q->cmd, res, ok);
     if (!ok) e->req_failed = 1;
@@ -378,13 +379,14 @@ static int sys_pending(ds_worker *ws) {
 ds_gate ds_acquire(worker *w, uint8_t type, mp_str id, worker_fn resume, void *arg, const ds_entry **out) {
     ds_worker *ws = worker_state(w);
     *out = NULL;
-    if (sys_pending(ws)) return park_on(&ws->sys, resume, arg);
-    ds_entry *e = entry_get(ws, type, id, 1);
-    if (e->state == E_RESUMING) {
+    ds_entry *e = entry_get(ws, type, id, 0);
+    if (e && e->state == E_RESUMING) { /* resumed from e: it passed the system uids already */
         if (e->failed) return failed_gate(out);
         *out = e;
         return DS_GO;
     }
+    if (sys_pending(ws)) return park_on(&ws->sys, resume, arg);
+    if (!e) e = entry_get(ws, type, id, 1);
     if (e->state == E_IDLE && e->has_data && !expired(e)) {
         atomic_fetch_add(&g_stats.hits, 1);
         *out = e;
