@@ -441,11 +441,11 @@ static void varz_reply(varz_ctx *v, json_t *conns) {
     json_object_set_new(o, "manager_uid", ju_string(mp_str_c(cfg->manager_uid ? cfg->manager_uid : "")));
     int token_on = cfg->manager_token && !ju_blank(mp_str_c(cfg->manager_token));
     json_object_set_new(o, "manager_token_on", json_integer(token_on));
-    json_object_set_new(o, "datasource", ds_stats_json());
     if (conns && json_array_size(conns)) json_object_set(o, "conns", conns); /* Go: omitempty */
     json_decref(conns);
     json_object_set_new(o, "conversation_cache_count", json_integer(0)); /* no conversation cache */
     json_object_set_new(o, "store", store_json());
+    json_object_set_new(o, "datasource", ds_stats_json()); /* Magpie: docs/datasource.md */
     /* 15 digits print cpu 0.3 as Go does, not as 0.29999999999999999 */
     char *text = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(15));
     MP_ASSERT(text);

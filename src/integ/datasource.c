@@ -448,16 +448,16 @@ uint64_t ds_generation(const ds_entry *e) { return e->gen; }
 
 /* ---- invalidation and shutdown --------------------------------------------------------------- */
 
-typedef struct inval_msg {
-    uint8_t type;
-    uint32_t len;
-    char id[];
-} inval_msg;
+/* An entry's map key travelling to a worker. */
+typedef struct key_msg {
+    size_t len;
+    char key[];
+} key_msg;
 
 static void do_invalidate(worker *w, void *arg) {
-    inval_msg *m = arg;
+    key_msg *m = arg;
     ds_worker *ws = g_workers[w->index];
-    ds_entry *e = ws ? entry_get(ws, m->type, (mp_str){m->id, m->len}, 0) : NULL;
+    ds_entry *e = ws ? map_get(ws->entries, m->key, m->len) : NULL;
     if (e && e->state == E_IDLE) drop_entry(ws, e);
     else if (e) e->stale = 1; /* the answer in flight may predate the change */
     free(m);
@@ -466,10 +466,9 @@ static void do_invalidate(worker *w, void *arg) {
 void ds_invalidate(uint8_t type, mp_str id) {
     if (!ds_enabled()) return;
     for (int i = 0; i < workers_count(); i++) {
-        inval_msg *m = mp_malloc(sizeof *m + id.len);
-        m->type = type;
-        m->len = id.len;
-        memcpy(m->id, id.p, id.len);
+        key_msg *m = mp_malloc(sizeof *m + id.len + 1);
+        char *key = m->key;
+        m->len = entry_key(type, id, key, id.len + 1, &key);
         worker_post(i, do_invalidate, m);
     }
 }
@@ -515,16 +514,9 @@ json_t *ds_stats_json(void) {
     for (int i = 0; i < DS_CMD_COUNT; i++)
         json_object_set_new(req, cmd_names[i], json_pack("{s:I,s:I}", "ok", (json_int_t)s.ok[i], "failed",
                                                          (json_int_t)s.failed[i]));
-    json_t *o = json_object();
-    json_object_set_new(o, "enabled", json_boolean(ds_enabled()));
-    json_object_set_new(o, "requests", req);
-    json_object_set_new(o, "cache_hits", json_integer((json_int_t)s.cache_hits));
-    json_object_set_new(o, "cache_misses", json_integer((json_int_t)s.cache_misses));
-    json_object_set_new(o, "parked", json_integer((json_int_t)s.parked));
-    json_object_set_new(o, "refused_full", json_integer((json_int_t)s.refused_full));
-    json_object_set_new(o, "unavailable", json_integer((json_int_t)s.unavailable));
-    json_object_set_new(o, "fallbacks", json_integer((json_int_t)s.fallbacks));
-    json_object_set_new(o, "outages", json_integer((json_int_t)s.outages));
-    json_object_set_new(o, "down", json_boolean(atomic_load(&g_down)));
-    return o;
+    return json_pack("{s:b,s:o,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:b}", "enabled", ds_enabled(), "requests", req,
+                     "cache_hits", (json_int_t)s.cache_hits, "cache_misses", (json_int_t)s.cache_misses, "parked",
+                     (json_int_t)s.parked, "refused_full", (json_int_t)s.refused_full, "unavailable",
+                     (json_int_t)s.unavailable, "fallbacks", (json_int_t)s.fallbacks, "outages",
+                     (json_int_t)s.outages, "down", atomic_load(&g_down));
 }
