@@ -421,6 +421,7 @@ void im_tmp_subscribers_set(mp_str channel_id, const mp_str *uids, size_t n, im_
 void im_channel_delete(mp_str channel_id, uint8_t channel_type, im_done_fn done, void *ctx) {
     im_op *op = op_new(done, ctx, MP_STR(""), channel_id, MP_STR(""), NULL, 0);
     op->type = channel_type;
+    op->after = after_channel; /* disband changed the channel info */
     op_submit(op, write_delete);
 }
 

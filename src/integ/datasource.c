@@ -67,6 +67,7 @@ typedef struct ds_worker {
     mp_map *entries; /* type byte + id -> ds_entry */
     ds_entry sys;
     uint64_t gen;
+    uint64_t swept_ms; /* monotonic: last sweep of expired entries */
     int stopped;
 } ds_worker;
 
@@ -367,6 +368,38 @@ static ds_entry *entry_get(ds_worker *ws, uint8_t type, mp_str id, int create) {
     return e;
 }
 
+typedef struct expired_list {
+    ds_entry **v;
+    size_t n, cap;
+} expired_list;
+
+static int collect_expired(void *ctx, const void *key, size_t klen, void *val) {
+    (void)key;
+    (void)klen;
+    expired_list *l = ctx;
+    ds_entry *e = val;
+    if (e->state != E_IDLE || !expired(e)) return 0;
+    if (l->n == l->cap) {
+        l->cap = l->cap ? l->cap * 2 : 16;
+        l->v = mp_realloc(l->v, l->cap * sizeof *l->v);
+    }
+    l->v[l->n++] = e;
+    return 0;
+}
+
+/* With a TTL, answers nobody asked for again within it are dropped (one pass per TTL, when
+ * an answer is needed; no timer), so channels no longer used do not keep memory. */
+static void sweep_expired(ds_worker *ws) {
+    uint32_t ttl = g_cfg->datasource_cache_ttl_ms;
+    uint64_t now = mp_mono_ms();
+    if (!ttl || now - ws->swept_ms < ttl) return;
+    ws->swept_ms = now;
+    expired_list l = {NULL, 0, 0};
+    map_foreach(ws->entries, collect_expired, &l);
+    for (size_t i = 0; i < l.n; i++) drop_entry(ws, l.v[i]);
+    free(l.v);
+}
+
 /* The system uids come first: a continuation parked behind them, or behind the worker's
  * pending fetch of them (so nothing overtakes what is parked there), waits. */
 static int sys_pending(ds_worker *ws) {
@@ -386,7 +419,8 @@ ds_gate ds_acquire(worker *w, uint8_t type, mp_str id, worker_fn resume, void *a
         return DS_GO;
     }
     if (sys_pending(ws)) return park_on(&ws->sys, resume, arg);
-    if (!e) e = entry_get(ws, type, id, 1);
+    sweep_expired(ws);
+    e = entry_get(ws, type, id, 1); /* the sweep may have dropped it */
     if (e->state == E_IDLE && e->has_data && !expired(e)) {
         atomic_fetch_add(&g_stats.hits, 1);
         *out = e;

@@ -175,6 +175,17 @@ h.test('channel info from the datasource: ban refuses with 19, disband with 24',
   assert.equal((await ca.send({ channelId: g1, channelType: 2, payload: say('x') })).reasonCode, REASON.BAN);
   assert.equal((await ca.send({ channelId: g2, channelType: 2, payload: say('x') })).reasonCode, REASON.DISBAND);
   assert.equal((await stored(h.srv, a, g1, 2)).length, 0);
+
+  // a channel that was fine, then disbanded in the business system and deleted through the API
+  const g3 = uid('glater');
+  ds.subscribers[g3] = [a];
+  assert.equal((await ca.send({ channelId: g3, channelType: 2, payload: say('x') })).reasonCode, REASON.SUCCESS);
+  ds.info[g3] = { large: 0, ban: 0, disband: 1 };
+  assert.equal((await ca.send({ channelId: g3, channelType: 2, payload: say('x') })).reasonCode, REASON.SUCCESS,
+    'cached: not asked again yet');
+  await ok(h.srv, '/channel/delete', { channel_id: g3, channel_type: 2 });
+  assert.equal((await ca.send({ channelId: g3, channelType: 2, payload: say('x') })).reasonCode, REASON.DISBAND);
+  assert.equal(ds.asked('getChannelInfo', g3), 2);
 });
 
 h.test('getSystemUIDs: a uid the datasource names is a system account; asked once, with data {}', async () => {
