@@ -154,6 +154,9 @@ static const opt options[] = {
     {"datasource.addr", OPT_STRING, F(datasource_addr), "", 0, 0, check_url_or_empty,
      "Business-system URL (http:// or https://) asked for subscribers, blacklists, whitelists, "
      "channel info and system uids (POST {\"cmd\",\"data\"}); empty = no datasource."},
+    {"datasource.channelDataOn", OPT_BOOL, F(datasource_channel_data_on), "true", 0, 0, NULL,
+     "Ask the datasource for subscribers, blacklists and whitelists (WuKongIM v1). false = only "
+     "getSystemUIDs, as WuKongIM v2.2.5 does."},
     {"datasource.channelInfoOn", OPT_BOOL, F(datasource_channel_info_on), "false", 0, 0, NULL,
      "Also ask the datasource for channel info (ban, disband, large) instead of the stored info."},
     {"datasource.cacheTTL", OPT_DURATION, F(datasource_cache_ttl_ms), "0", 0, UINT32_MAX, NULL,

@@ -59,6 +59,7 @@ typedef struct mp_config {
     char *intranet_tcp_addr;     /* intranet.tcpAddr */
     /* datasource (spec §7) */
     char *datasource_addr;       /* datasource.addr default "" (off) */
+    int datasource_channel_data_on; /* datasource.channelDataOn default 1 (v1); 0 = system uids only */
     int datasource_channel_info_on; /* datasource.channelInfoOn default 0 */
     uint32_t datasource_cache_ttl_ms; /* datasource.cacheTTL default 0 = until invalidated */
     uint32_t datasource_timeout_ms;   /* datasource.timeout default 5s */

@@ -419,6 +419,7 @@ ds_gate ds_acquire(worker *w, uint8_t type, mp_str id, worker_fn resume, void *a
         return DS_GO;
     }
     if (sys_pending(ws)) return park_on(&ws->sys, resume, arg);
+    if (!g_cfg->datasource_channel_data_on) return DS_GO; /* v2.2.5: the store has the channel data */
     sweep_expired(ws);
     e = entry_get(ws, type, id, 1); /* the sweep may have dropped it */
     if (e->state == E_IDLE && e->has_data && !expired(e)) {

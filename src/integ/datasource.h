@@ -2,7 +2,8 @@
  * behaviour; docs/datasource.md). With datasource.addr set, the channel owner asks
  *   getSubscribers (non-person channels), getBlacklist and getWhitelist (every channel; for
  *   a person channel the uid whose lists they are), getChannelInfo (channelInfoOn only)
- * the first time it needs a channel's data, and getSystemUIDs (merged into sysuid.h's set)
+ * the first time it needs a channel's data (unless datasource.channelDataOn is false, as in
+ * WuKongIM v2.2.5), and getSystemUIDs (merged into sysuid.h's set)
  * before the first send check. Answers are cached per worker for datasource.cacheTTL
  * (0 = until the HTTP API changes the same data) and dropped by ds_invalidate.
  *

@@ -84,7 +84,9 @@ const hd = useServer({
   name: 'datasource-down',
   args: [`--datasource.addr=http://127.0.0.1:${closedPort}/ds`, '--datasource.onFailure=deny'],
 });
-hd.cleanup(() => ds.close());
+// WuKongIM v2.2.5's datasource: only the system uids
+const hv = useServer({ name: 'datasource-v2', args: [`--datasource.addr=${url('v2')}`, '--datasource.channelDataOn=false'] });
+hv.cleanup(() => ds.close());
 
 const say = (content) => ({ type: 1, content });
 const RATE_LIMIT = 22; // reason code RateLimit (spec §3.3)
@@ -326,4 +328,21 @@ hd.test('a datasource nobody listens at: deny refuses, /varz shows the failures,
   assert.equal(v.down, true);
   assert.ok(v.requests.getSystemUIDs.failed >= 1 && v.requests.getSubscribers.failed >= 1, JSON.stringify(v));
   assert.ok(v.unavailable >= 1);
+});
+
+hv.test('channelDataOn=false: only getSystemUIDs is asked; channel data comes from the store', async () => {
+  const [a, b] = [uid('a'), uid('b')];
+  const g = uid('gv2');
+  ds.subscribers[g] = [uid('nobody')];
+  await ok(hv.srv, '/channel', { channel_id: g, channel_type: 2, subscribers: [a, b] });
+  const cb = await hv.login(b);
+  const ca = await hv.login(a);
+  const ack = await ca.send({ channelId: g, channelType: 2, payload: say('v2') });
+  assert.equal(ack.reasonCode, REASON.SUCCESS);
+  await cb.waitRecv((p) => p.messageId === ack.messageId);
+  const cs = await hv.login(SYS);
+  assert.equal((await cs.send({ channelId: g, channelType: 2, payload: say('sys') })).reasonCode, REASON.SUCCESS,
+    'the datasource system uid is a system account');
+  const asked = ds.log.filter((q) => q.path === '/datasource/v2').map((q) => q.cmd);
+  assert.deepEqual(asked, ['getSystemUIDs']);
 });
