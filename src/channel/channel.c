@@ -708,8 +708,9 @@ static int pass_datasource(worker *w, send_op *op, const ds_entry **ds) {
         if (*ds && c->type != CHANNEL_PERSON) load_subs(c);
         return 1;
     }
-    if (g == DS_FULL) reply_with(&op->r, REASON_RATE_LIMIT, op->r.f.message_id, 0, "too many sends waiting for the datasource");
-    else if (g == DS_DOWN) reply_with(&op->r, REASON_SYSTEM_ERROR, op->r.f.message_id, 0, "datasource unavailable");
+    int64_t msg_id = op->r.f.message_id;
+    if (g == DS_FULL) reply_with(&op->r, REASON_RATE_LIMIT, msg_id, 0, "too many sends waiting for the datasource");
+    else if (g == DS_DOWN) reply_with(&op->r, REASON_SYSTEM_ERROR, msg_id, 0, "datasource unavailable");
     if (g != DS_PARKED) free(op);
     return 0;
 }

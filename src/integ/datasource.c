@@ -177,9 +177,10 @@ static void note_outcome(int cmd, const httpc_response *res, int ok) {
     uint64_t now = mp_mono_ms(), last = atomic_load(&g_down_logged_ms);
     if (last && now - last < DOWN_LOG_INTERVAL_MS) return;
     atomic_store(&g_down_logged_ms, now);
-    char why[64];
+    char why[160];
     if (res->error) snprintf(why, sizeof why, "%s", res->error);
-    else snprintf(why, sizeof why, res->status == 200 ? "an answer that is not the expected JSON" : "HTTP %d", res->status);
+    else if (res->status == 200) snprintf(why, sizeof why, "an answer that is not the expected JSON");
+    else snprintf(why, sizeof why, "HTTP %d", res->status);
     LOG_WARN("datasource", "%s is not answering (%s: %s); onFailure=%s", g_cfg->datasource_addr, cmd_names[cmd], why,
              g_cfg->datasource_on_failure);
 }
