@@ -281,6 +281,27 @@ h.test('malformed datasource JSON: the send is refused, the server stays up', as
   await h.assertHealthy('after malformed datasource JSON');
 });
 
+h.test('shutting down with sends parked behind a hanging answer: a clean exit, then service as before', async () => {
+  const [a, b] = [uid('a'), uid('b')];
+  const g = uid('gstop');
+  ds.subscribers[g] = [a, b];
+  ds.behaviour[g] = 'hang';
+  const ca = await h.login(a);
+  for (let i = 0; i < 3; i++) ca.write(ca.buildSend({ channelId: g, channelType: 2, payload: say(`p${i}`) }).bytes);
+  const api = h.srv.post('/message/send', { channel_id: g, channel_type: 2, payload: Buffer.from('{}').toString('base64') })
+    .catch(() => null); // its connection closes with the server
+  while (ds.asked('getSubscribers', g) === 0) await sleep(20); // parked now
+  await h.srv.restart();
+  await api;
+  assert.ok(!h.srv.log.includes('did not exit'), 'stopped promptly');
+  delete ds.behaviour[g];
+  const cb = await h.login(b);
+  const ca2 = await h.login(a);
+  const ack = await ca2.send({ channelId: g, channelType: 2, payload: say('after restart') });
+  assert.equal(ack.reasonCode, REASON.SUCCESS);
+  await cb.waitRecv((p) => p.messageId === ack.messageId);
+});
+
 hs.test('stored: a failing datasource falls back to the subscribers stored through the API', async () => {
   const [a, b] = [uid('a'), uid('b')];
   for (const behaviour of ['500', 'hang']) {
