@@ -14,6 +14,7 @@
 
 #define MAX_ANSWER (64u * 1024 * 1024) /* a subscriber list of a very large group fits */
 #define DOWN_LOG_INTERVAL_MS 10000     /* at most one "datasource down" line per interval */
+#define SYS_RETRY_MS 1000             /* a failed getSystemUIDs is asked again after this */
 #define N_SETS 3                       /* enum store_set: subscribers, blacklist, whitelist */
 
 int ds_on_;
@@ -68,6 +69,7 @@ typedef struct ds_worker {
     ds_entry sys;
     uint64_t gen;
     uint64_t swept_ms; /* monotonic: last sweep of expired entries */
+    uint64_t sys_failed_ms; /* monotonic: when getSystemUIDs last failed, 0 = it did not */
     int stopped;
 } ds_worker;
 
@@ -301,6 +303,7 @@ static void finish(ds_worker *ws, ds_entry *e) {
     } else {
         data_free(&e->next);
         e->has_data = 0;
+        if (e->is_sys) ws->sys_failed_ms = mp_mono_ms();
     }
     e->state = E_RESUMING;
     e->failed = !ok;
@@ -407,6 +410,9 @@ static int sys_pending(ds_worker *ws) {
     ds_entry *s = &ws->sys;
     if (s->state == E_PENDING) return 1;
     if (s->state == E_RESUMING || atomic_load(&g_sys_loaded)) return 0;
+    /* after a failure, sends go on without them for a while rather than each paying a
+     * round trip to a datasource that does not answer this command */
+    if (ws->sys_failed_ms && mp_mono_ms() - ws->sys_failed_ms < SYS_RETRY_MS) return 0;
     return start_fetch(ws, s); /* a fetch that could not start: go on without them */
 }
 

@@ -22,7 +22,7 @@ function startDatasource() {
     whitelist: {},      // channel_id -> [uid]
     info: {},           // channel_id -> {ban, disband, large}
     sysuids: [],
-    behaviour: {},      // channel_id -> '500' | 'hang' | 'malformed' | 'reset' | { delayMs }
+    behaviour: {},      // channel_id (or "<cmd> <path>") -> '500' | 'hang' | 'malformed' | 'reset' | { delayMs }
     hanging: [],
   };
   const answer = (cmd, data) => {
@@ -43,7 +43,7 @@ function startDatasource() {
       let q;
       try { q = JSON.parse(body); } catch { q = { bad: body }; }
       ds.log.push({ ...q, path: req.url, contentType: req.headers['content-type'], method: req.method });
-      const b = ds.behaviour[q.data?.channel_id];
+      const b = ds.behaviour[q.data?.channel_id] ?? ds.behaviour[`${q.cmd} ${req.url}`];
       if (b === 'hang') { ds.hanging.push(res); return; }
       if (b === 'reset') { req.socket.destroy(); return; }
       if (b === '500') { res.writeHead(500); res.end('internal error'); return; }
@@ -86,7 +86,9 @@ const hd = useServer({
 });
 // WuKongIM v2.2.5's datasource: only the system uids
 const hv = useServer({ name: 'datasource-v2', args: [`--datasource.addr=${url('v2')}`, '--datasource.channelDataOn=false'] });
-hv.cleanup(() => ds.close());
+// getSystemUIDs failing at first
+const hr = useServer({ name: 'datasource-sysretry', args: [`--datasource.addr=${url('sysretry')}`, '--datasource.onFailure=stored'] });
+hr.cleanup(() => ds.close());
 
 const say = (content) => ({ type: 1, content });
 const RATE_LIMIT = 22; // reason code RateLimit (spec §3.3)
@@ -366,4 +368,20 @@ hv.test('channelDataOn=false: only getSystemUIDs is asked; channel data comes fr
     'the datasource system uid is a system account');
   const asked = ds.log.filter((q) => q.path === '/datasource/v2').map((q) => q.cmd);
   assert.deepEqual(asked, ['getSystemUIDs']);
+});
+
+hr.test('getSystemUIDs failing: sends go on without datasource system accounts; it is asked again later', async () => {
+  ds.behaviour['getSystemUIDs /datasource/sysretry'] = '500';
+  const g = uid('gr'); const m = uid('m');
+  ds.subscribers[g] = [m];
+  const cs = await hr.login(SYS);
+  const first = await cs.send({ channelId: g, channelType: 2, payload: say('x') });
+  assert.equal(first.reasonCode, REASON.SUBSCRIBER_NOT_EXIST, 'not a system account while getSystemUIDs fails');
+  const sysAsked = () => ds.log.filter((q) => q.path === '/datasource/sysretry' && q.cmd === 'getSystemUIDs').length;
+  assert.equal(sysAsked(), 1);
+  delete ds.behaviour['getSystemUIDs /datasource/sysretry'];
+  await sleep(1200); // failed getSystemUIDs is asked again after a second
+  const again = await cs.send({ channelId: g, channelType: 2, payload: say('y') });
+  assert.equal(again.reasonCode, REASON.SUCCESS, 'a system account once getSystemUIDs answered');
+  assert.equal(sysAsked(), 2);
 });
