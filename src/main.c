@@ -12,6 +12,7 @@
 #include "core/presence.h"
 #include "core/sysuid.h"
 #include "core/worker.h"
+#include "integ/datasource.h"
 #include "integ/httpc.h"
 #include "net/conn.h"
 #include "net/ratelimit.h"
@@ -84,6 +85,7 @@ static void on_net_stopped(worker *w, void *arg) {
 static void stop_net(worker *w, void *arg) {
     (void)arg;
     net_worker_stop(w);
+    ds_worker_stop(w);
     worker_post(0, on_net_stopped, NULL);
 }
 
@@ -129,6 +131,7 @@ int main(int argc, char **argv) {
     }
     g_st = st;
     im_init(&cfg, st);
+    ds_init(&cfg);
     session_init(&cfg);
 
     int nworkers = cfg.workers > 0 ? cfg.workers : default_workers();
@@ -161,6 +164,7 @@ int main(int argc, char **argv) {
     for (int i = 0; i < nworkers; i++) {
         presence_free(worker_get(i));
         chan_free(worker_get(i));
+        ds_worker_free(worker_get(i));
         net_worker_free(worker_get(i));
         session_worker_free(worker_get(i));
     }

@@ -14,6 +14,7 @@
 #include "../common/map.h"
 #include "../core/im.h"
 #include "../core/presence.h"
+#include "../integ/datasource.h"
 #include "../net/conn.h"
 #include "../store/store.h"
 #include "api_routes.h"
@@ -444,6 +445,7 @@ static void varz_reply(varz_ctx *v, json_t *conns) {
     json_decref(conns);
     json_object_set_new(o, "conversation_cache_count", json_integer(0)); /* no conversation cache */
     json_object_set_new(o, "store", store_json());
+    json_object_set_new(o, "datasource", ds_stats_json()); /* Magpie: docs/datasource.md */
     /* 15 digits print cpu 0.3 as Go does, not as 0.29999999999999999 */
     char *text = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(15));
     MP_ASSERT(text);

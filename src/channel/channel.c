@@ -6,6 +6,7 @@
 #include "../common/map.h"
 #include "../core/presence.h"
 #include "../core/sysuid.h"
+#include "../integ/datasource.h"
 #include "../proto/packet.h"
 #include "../session/session.h"
 #include "../store/store.h"
@@ -21,6 +22,7 @@ typedef struct chan {
     uint64_t *subs_hash;  /* mp_hash of each, for presence_deliver's online filter */
     char *subs_text;
     size_t n_subs;
+    uint64_t subs_gen;    /* ds_generation of the datasource answers subs came from */
     mp_map *inflight;     /* from_uid "\0" client_msg_no -> send_op awaiting commit */
     struct temp_set *temp; /* temp channels: the set installed by chan_temp_set, or NULL */
 } chan;
@@ -185,16 +187,23 @@ static void add_implied(subs_acc *a, mp_str uid) {
 
 /* The members of a (non-person, non-temp) channel for fan-out: the stored subscribers of
  * the channel whose rules it uses, plus the implied member. Cached until invalidated. */
-static int load_subs(chan *c) {
-    if (c->subs_loaded) return MP_OK;
-    mp_str id = rules_id(c->type, c->id);
+static int scan_stored_subs(uint8_t type, mp_str id, subs_acc *a) {
     store_rtxn *r;
     int rc = store_rtxn_begin(im_store(), &r);
     if (rc != MP_OK) return rc;
-    subs_acc a = {MP_BUF_INIT, NULL, 0, 0};
-    rc = store_scan_set(r, STORE_SUBSCRIBERS, c->type, id, collect_uid, &a);
+    rc = store_scan_set(r, STORE_SUBSCRIBERS, type, id, collect_uid, a);
     store_rtxn_end(r);
-    if (rc == MP_ENOTFOUND) rc = MP_OK;
+    return rc == MP_ENOTFOUND ? MP_OK : rc;
+}
+
+/* With a datasource, the members are its answer while it has one (a new answer replaces
+ * the copy); otherwise the stored subscribers. */
+static int load_subs(chan *c) {
+    mp_str id = rules_id(c->type, c->id);
+    const ds_entry *ds = ds_enabled() ? ds_peek(c->type, id) : NULL;
+    if (c->subs_loaded && (!ds || ds_generation(ds) == c->subs_gen)) return MP_OK;
+    subs_acc a = {MP_BUF_INIT, NULL, 0, 0};
+    int rc = ds && ds_each(ds, STORE_SUBSCRIBERS, collect_uid, &a) == 0 ? MP_OK : scan_stored_subs(c->type, id, &a);
     if (rc != MP_OK) {
         mp_buf_free(&a.text);
         free(a.lens);
@@ -214,6 +223,7 @@ static int load_subs(chan *c) {
         off += a.lens[i];
     }
     c->n_subs = a.n;
+    c->subs_gen = ds ? ds_generation(ds) : 0;
     free(a.lens);
     c->subs_loaded = 1;
     return MP_OK;
@@ -260,13 +270,25 @@ static int is_public_type(uint8_t t) {
     return t == CHANNEL_CUSTOMER_SERVICE || t == CHANNEL_INFO || t == CHANNEL_VISITORS || t == CHANNEL_AGENT;
 }
 
+/* Where the sender checks read a channel's lists: the datasource's answers for it when
+ * they carry the list, else the store. */
+typedef struct lists {
+    store_rtxn *r;
+    const ds_entry *ds;
+} lists;
+
+static int in_list(const lists *l, int set, uint8_t t, mp_str id, mp_str uid) {
+    int v = l->ds ? ds_contains(l->ds, set, uid) : -1;
+    return v >= 0 ? v : store_set_contains(l->r, set, t, id, uid) == 1;
+}
+
 /* The recipient's lists decide; a system account as recipient takes anything. */
-static uint8_t check_person(store_rtxn *r, mp_str id, mp_str from) {
+static uint8_t check_person(const lists *l, mp_str id, mp_str from) {
     mp_str to = msg_person_peer(id, from);
     if (sysuid_is(to)) return REASON_SUCCESS;
-    if (store_set_contains(r, STORE_BLACKLIST, CHANNEL_PERSON, to, from) == 1) return REASON_IN_BLACKLIST;
+    if (in_list(l, STORE_BLACKLIST, CHANNEL_PERSON, to, from)) return REASON_IN_BLACKLIST;
     if (!im_config()->whitelist_off_of_person && !mp_str_eq(from, to) &&
-        store_set_contains(r, STORE_WHITELIST, CHANNEL_PERSON, to, from) != 1)
+        !in_list(l, STORE_WHITELIST, CHANNEL_PERSON, to, from))
         return REASON_NOT_IN_WHITELIST;
     return REASON_SUCCESS;
 }
@@ -278,18 +300,20 @@ static int stop_at_first(void *ctx, mp_str uid) {
 }
 
 /* Whether a set has any member: one cursor step, whatever the set's size. */
-static int set_nonempty(store_rtxn *r, int set, uint8_t type, mp_str id) {
-    int any = 0;
-    store_scan_set(r, set, type, id, stop_at_first, &any);
+static int set_nonempty(const lists *l, int set, uint8_t type, mp_str id) {
+    int any = l->ds ? ds_nonempty(l->ds, set) : -1;
+    if (any >= 0) return any;
+    any = 0;
+    store_scan_set(l->r, set, type, id, stop_at_first, &any);
     return any;
 }
 
-static uint8_t check_member(store_rtxn *r, uint8_t t, mp_str id, mp_str from, int has_info) {
-    if (store_set_contains(r, STORE_BLACKLIST, t, id, from) == 1) return REASON_IN_BLACKLIST;
-    if (store_set_contains(r, STORE_SUBSCRIBERS, t, id, from) != 1)
-        return (has_info || set_nonempty(r, STORE_SUBSCRIBERS, t, id)) ? REASON_SUBSCRIBER_NOT_EXIST
+static uint8_t check_member(const lists *l, uint8_t t, mp_str id, mp_str from, int has_info) {
+    if (in_list(l, STORE_BLACKLIST, t, id, from)) return REASON_IN_BLACKLIST;
+    if (!in_list(l, STORE_SUBSCRIBERS, t, id, from))
+        return (has_info || set_nonempty(l, STORE_SUBSCRIBERS, t, id)) ? REASON_SUBSCRIBER_NOT_EXIST
                                                                        : REASON_CHANNEL_NOT_EXIST;
-    if (set_nonempty(r, STORE_WHITELIST, t, id) && store_set_contains(r, STORE_WHITELIST, t, id, from) != 1)
+    if (set_nonempty(l, STORE_WHITELIST, t, id) && !in_list(l, STORE_WHITELIST, t, id, from))
         return REASON_NOT_IN_WHITELIST;
     return REASON_SUCCESS;
 }
@@ -311,23 +335,23 @@ static int type_admits(uint8_t t, mp_str id, mp_str from) {
 
 /* Sender-level checks (spec §5.6 step 5). The system device (API sends) and system
  * accounts skip the lists, but a channel that does not exist at all still refuses them. */
-static uint8_t check_sender(store_rtxn *r, const chan_send *s, mp_str id, int has_info) {
+static uint8_t check_sender(const lists *l, const chan_send *s, mp_str id, int has_info) {
     uint8_t t = s->f.channel_type;
     mp_str from = s->f.from_uid;
     if (type_admits(t, id, from)) return REASON_SUCCESS;
     if (s->from_api || sysuid_is(from)) {
         if (t == CHANNEL_PERSON || t == CHANNEL_AGENT || t == CHANNEL_VISITORS || has_info ||
-            set_nonempty(r, STORE_SUBSCRIBERS, t, id))
+            set_nonempty(l, STORE_SUBSCRIBERS, t, id))
             return REASON_SUCCESS;
         return REASON_CHANNEL_NOT_EXIST;
     }
-    if (t == CHANNEL_PERSON) return check_person(r, id, from);
-    return check_member(r, t, id, from, has_info);
+    if (t == CHANNEL_PERSON) return check_person(l, id, from);
+    return check_member(l, t, id, from, has_info);
 }
 
 /* Every check runs against the channel whose rules the stored channel uses (X for the
- * command channel X____cmd). */
-static uint8_t check_send(const chan_send *s) {
+ * command channel X____cmd); ds = the datasource's answers for it, or NULL. */
+static uint8_t check_send(const chan_send *s, const ds_entry *ds) {
     store_rtxn *r;
     if (store_rtxn_begin(im_store(), &r) != MP_OK) return REASON_SYSTEM_ERROR;
     uint8_t t = s->f.channel_type;
@@ -337,11 +361,14 @@ static uint8_t check_send(const chan_send *s) {
     if (!s->from_api && store_get_channel_info(r, CHANNEL_PERSON, s->f.from_uid, &info) == MP_OK && info.send_ban)
         reason = REASON_SEND_BAN;
     int has_info = store_get_channel_info(r, t, id, &info) == MP_OK;
+    int ban = has_info && info.ban, disband = has_info && info.disband;
+    if (ds && t != CHANNEL_PERSON && ds_info(ds, &ban, &disband)) has_info = 1; /* channelInfoOn */
     if (reason == REASON_SUCCESS && has_info && !is_public_type(t)) {
-        if (info.ban) reason = REASON_BAN;
-        else if (info.disband) reason = REASON_DISBAND;
+        if (ban) reason = REASON_BAN;
+        else if (disband) reason = REASON_DISBAND;
     }
-    if (reason == REASON_SUCCESS) reason = check_sender(r, s, id, has_info);
+    lists l = {r, ds};
+    if (reason == REASON_SUCCESS) reason = check_sender(&l, s, id, has_info);
     store_rtxn_end(r);
     return reason;
 }
@@ -377,7 +404,8 @@ static void do_ack_reply(worker *w, void *arg) {
     free(a);
 }
 
-static void reply(const chan_send *r, uint8_t reason, int64_t message_id, uint64_t seq) {
+/* error: the API's text for a refusal (REASON_SYSTEM_ERROR shows it), NULL = generic. */
+static void reply_with(const chan_send *r, uint8_t reason, int64_t message_id, uint64_t seq, const char *error) {
     if (r->done) {
         api_reply *a = mp_calloc(1, sizeof *a + r->f.client_msg_no.len + 1);
         a->done = r->done;
@@ -386,7 +414,7 @@ static void reply(const chan_send *r, uint8_t reason, int64_t message_id, uint64
         a->res.reason = reason;
         a->res.message_id = message_id;
         a->res.message_seq = seq;
-        a->res.error = reason == REASON_SUCCESS ? NULL : "message refused";
+        a->res.error = reason == REASON_SUCCESS ? NULL : error ? error : "message refused";
         memcpy(a->cmn, r->f.client_msg_no.p, r->f.client_msg_no.len);
         worker_post(r->origin_worker, do_api_reply, a);
     } else if (r->conn_id) {
@@ -394,6 +422,10 @@ static void reply(const chan_send *r, uint8_t reason, int64_t message_id, uint64
         *a = (ack_reply){r->conn_id, message_id, seq, r->client_seq, r->ack_flags, reason};
         worker_post(r->origin_worker, do_ack_reply, a);
     }
+}
+
+static void reply(const chan_send *r, uint8_t reason, int64_t message_id, uint64_t seq) {
+    reply_with(r, reason, message_id, seq, NULL);
 }
 
 /* ---- fan-out --------------------------------------------------------------------------- */
@@ -645,12 +677,52 @@ static int find_committed_duplicate(const chan_send *s, int64_t *id, uint64_t *s
     return found;
 }
 
+/* ---- datasource (spec §7, datasource.h) ---------------------------------------------------- */
+
+/* The datasource answers a send or event (s NULL) of channel c needs: those of the channel
+ * whose rules it uses; for a person channel the lists of the recipient the sender checks
+ * read (API sends skip them; events need none); none for agent and temp channels. */
+static int ds_key_of(const chan *c, const chan_send *s, mp_str *id) {
+    switch (c->type) {
+    case CHANNEL_AGENT:
+    case CHANNEL_TEMP: return 0;
+    case CHANNEL_PERSON:
+        if (!s || s->from_api) return 0;
+        *id = msg_person_peer(chan_cmd_origin(c->id), s->f.from_uid);
+        return 1;
+    default: *id = rules_id(c->type, c->id); return 1;
+    }
+}
+
+static void do_send(worker *w, void *arg);
+
+/* 1 when the send may go on (*ds = the answers, NULL = use the store); 0 when it was parked
+ * (do_send runs again once the answer is there) or refused. Members are copied from a new
+ * answer now, so the fan-out after the commit uses what the checks used. */
+static int pass_datasource(worker *w, send_op *op, const ds_entry **ds) {
+    mp_str id;
+    chan *c = op->ch;
+    if (!ds_key_of(c, &op->r, &id)) return 1;
+    ds_gate g = ds_acquire(w, c->type, id, do_send, op, ds);
+    if (g == DS_GO) {
+        if (*ds && c->type != CHANNEL_PERSON) load_subs(c);
+        return 1;
+    }
+    int64_t msg_id = op->r.f.message_id;
+    if (g == DS_FULL) reply_with(&op->r, REASON_RATE_LIMIT, msg_id, 0, "too many sends waiting for the datasource");
+    else if (g == DS_DOWN) reply_with(&op->r, REASON_SYSTEM_ERROR, msg_id, 0, "datasource unavailable");
+    if (g != DS_PARKED) free(op);
+    return 0;
+}
+
 static void do_send(worker *w, void *arg) {
     send_op *op = arg;
     chan_send *s = &op->r;
     chan *c = chan_get(w, s->f.channel_type, s->f.channel_id);
     op->ch = c;
-    uint8_t reason = check_send(s);
+    const ds_entry *ds = NULL;
+    if (ds_enabled() && !pass_datasource(w, op, &ds)) return;
+    uint8_t reason = check_send(s, ds);
     if (reason != REASON_SUCCESS) {
         reply(s, reason, s->f.message_id, 0);
         free(op);
@@ -705,9 +777,21 @@ typedef struct event_op {
     uint64_t exclude_conn_id;
 } event_op;
 
+static void do_event(worker *w, void *arg);
+
+/* Events wait behind the channel's pending datasource answer too (they keep their order
+ * with the messages); a failed answer still delivers them, to the stored members. */
+static int event_may_go(worker *w, chan *c, event_op *op) {
+    mp_str id;
+    const ds_entry *ds;
+    if (!ds_key_of(c, NULL, &id)) return 1;
+    return ds_acquire(w, c->type, id, do_event, op, &ds) != DS_PARKED;
+}
+
 static void do_event(worker *w, void *arg) {
     event_op *op = arg;
     chan *c = chan_get(w, op->m->f.channel_type, op->m->f.channel_id);
+    if (ds_enabled() && !event_may_go(w, c, op)) return;
     chan_send r = {0};
     r.conn_id = op->exclude_conn_id;
     fan_out(c, &r, op->m);

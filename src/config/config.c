@@ -46,6 +46,8 @@ static int check_hostport(const char *v, char *err, size_t errlen);
 static int check_hostport_or_empty(const char *v, char *err, size_t errlen);
 static int check_nonempty(const char *v, char *err, size_t errlen);
 static int check_durability(const char *v, char *err, size_t errlen);
+static int check_url_or_empty(const char *v, char *err, size_t errlen);
+static int check_on_failure(const char *v, char *err, size_t errlen);
 
 #define F(field) offsetof(mp_config, field)
 #define SEC ((uint64_t)1000)
@@ -148,6 +150,26 @@ static const opt options[] = {
      "Secure WebSocket address returned by /route, e.g. wss://im.example.com:5210; empty = none."},
     {"intranet.tcpAddr", OPT_STRING, F(intranet_tcp_addr), "", 0, 0, check_hostport_or_empty,
      "TCP address returned by /route?intranet=1; empty = external.tcpAddr."},
+    /* datasource (spec §7, docs/datasource.md) */
+    {"datasource.addr", OPT_STRING, F(datasource_addr), "", 0, 0, check_url_or_empty,
+     "Business-system URL (http:// or https://) asked for subscribers, blacklists, whitelists, "
+     "channel info and system uids (POST {\"cmd\",\"data\"}); empty = no datasource."},
+    {"datasource.channelDataOn", OPT_BOOL, F(datasource_channel_data_on), "true", 0, 0, NULL,
+     "Ask the datasource for subscribers, blacklists and whitelists (WuKongIM v1). false = only "
+     "getSystemUIDs, as WuKongIM v2.2.5 does."},
+    {"datasource.channelInfoOn", OPT_BOOL, F(datasource_channel_info_on), "false", 0, 0, NULL,
+     "Also ask the datasource for channel info (ban, disband, large) instead of the stored info."},
+    {"datasource.cacheTTL", OPT_DURATION, F(datasource_cache_ttl_ms), "0", 0, UINT32_MAX, NULL,
+     "How long a datasource answer is used before it is asked again; 0 = until the HTTP API "
+     "changes the same data (or restart)."},
+    {"datasource.timeout", OPT_DURATION, F(datasource_timeout_ms), "5s", 1, UINT32_MAX, NULL,
+     "Time limit of one datasource request (connect + answer); beyond it the request failed."},
+    {"datasource.onFailure", OPT_STRING, F(datasource_on_failure), "deny", 0, 0, check_on_failure,
+     "When the datasource is down or answers badly: `deny` refuses the send (SENDACK 15, nothing "
+     "stored); `stored` uses the data stored through the HTTP API instead."},
+    {"datasource.maxParked", OPT_U32, F(datasource_max_parked), "10000", 1, 1000000, NULL,
+     "Sends and events one channel may hold while its datasource answer is pending; further "
+     "sends are refused with SENDACK 22 (RateLimit)."},
     {"logger.level", OPT_INT, F(log_level), "2", 1, 4, NULL,
      "Log level: 1 debug, 2 info, 3 warn, 4 error."},
 };
@@ -285,6 +307,16 @@ static int check_hostport_or_empty(const char *v, char *err, size_t errlen) {
 
 static int check_nonempty(const char *v, char *err, size_t errlen) {
     return *v ? MP_OK : fail(err, errlen, "must not be empty");
+}
+
+static int check_url_or_empty(const char *v, char *err, size_t errlen) {
+    if (!*v || strncmp(v, "http://", 7) == 0 || strncmp(v, "https://", 8) == 0) return MP_OK;
+    return fail(err, errlen, "'%.64s' is not an http:// or https:// URL", v);
+}
+
+static int check_on_failure(const char *v, char *err, size_t errlen) {
+    if (strcmp(v, "deny") == 0 || strcmp(v, "stored") == 0) return MP_OK;
+    return fail(err, errlen, "'%.64s' is not one of: deny, stored", v);
 }
 
 static int check_durability(const char *v, char *err, size_t errlen) {

@@ -57,6 +57,14 @@ typedef struct mp_config {
     char *external_ws_addr;      /* external.wsAddr */
     char *external_wss_addr;     /* external.wssAddr */
     char *intranet_tcp_addr;     /* intranet.tcpAddr */
+    /* datasource (spec §7) */
+    char *datasource_addr;       /* datasource.addr default "" (off) */
+    int datasource_channel_data_on; /* datasource.channelDataOn default 1 (v1); 0 = system uids only */
+    int datasource_channel_info_on; /* datasource.channelInfoOn default 0 */
+    uint32_t datasource_cache_ttl_ms; /* datasource.cacheTTL default 0 = until invalidated */
+    uint32_t datasource_timeout_ms;   /* datasource.timeout default 5s */
+    char *datasource_on_failure;  /* datasource.onFailure "deny" (default) | "stored" */
+    uint32_t datasource_max_parked; /* datasource.maxParked default 10000 per channel */
     int log_level;               /* logger.level 1 debug, 2 info (default), 3 warn, 4 error */
     char *config_file;           /* --config */
 } mp_config;

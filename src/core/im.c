@@ -10,6 +10,7 @@
 #include "../channel/channel.h"
 #include "../common/log.h"
 #include "../proto/packet.h"
+#include "../integ/datasource.h"
 #include "presence.h"
 #include "sysuid.h"
 #include "worker.h"
@@ -353,6 +354,7 @@ static int write_members(store_wtxn *t, void *arg) {
 
 static void after_members(im_op *op) {
     if (op->set == STORE_SUBSCRIBERS) chan_invalidate(op->type, op->id);
+    ds_invalidate(op->type, op->id); /* the business system changed the data: ask it again */
 }
 
 void im_channel_members(int set, int op_kind, mp_str channel_id, uint8_t channel_type, const mp_str *uids, size_t n,
@@ -388,7 +390,10 @@ static int write_channel(store_wtxn *t, void *arg) {
     return rc;
 }
 
-static void after_channel(im_op *op) { chan_invalidate(op->type, op->id); }
+static void after_channel(im_op *op) {
+    chan_invalidate(op->type, op->id);
+    ds_invalidate(op->type, op->id);
+}
 
 void im_channel_upsert(const im_channel_req *r, im_done_fn done, void *ctx) {
     im_op *op = op_new(done, ctx, MP_STR(""), r->channel_id, MP_STR(""), r->subscribers, r->n_subscribers);
@@ -416,6 +421,7 @@ void im_tmp_subscribers_set(mp_str channel_id, const mp_str *uids, size_t n, im_
 void im_channel_delete(mp_str channel_id, uint8_t channel_type, im_done_fn done, void *ctx) {
     im_op *op = op_new(done, ctx, MP_STR(""), channel_id, MP_STR(""), NULL, 0);
     op->type = channel_type;
+    op->after = after_channel; /* disband changed the channel info */
     op_submit(op, write_delete);
 }
 

@@ -222,12 +222,16 @@ static void test_validation(void **state) {
         {"addr", "0.0.0.0:65536"}, {"addr", "0.0.0.0:"}, {"addr", ""}, {"wsAddr", "ws://x"},
         {"httpAddr", "::1:5001"}, {"dataDir", ""}, {"external.tcpAddr", "1.2.3.4"},
         {"messageRetry.maxCount", "1001"}, {"queueCapacity", "1"}, {"syncInterval", "2m"},
+        {"datasource.addr", "127.0.0.1:8090/ds"}, {"datasource.addr", "ftp://x/ds"}, {"datasource.onFailure", "allow"},
+        {"datasource.onFailure", ""}, {"datasource.timeout", "0"}, {"datasource.maxParked", "0"},
     };
     static const struct { const char *key, *value; } good[] = {
         {"workers", "256"}, {"maxPacketSize", "16"}, {"maxPacketSize", "1MiB"}, {"durability", "interval"},
         {"logger.level", "1"}, {"logger.level", "4"}, {"addr", "tcp://127.0.0.1:6100"}, {"wsAddr", "ws://[::]:6200"},
         {"httpAddr", ":6001"}, {"external.tcpAddr", ""}, {"external.wssAddr", "wss://im.example.com:5210"},
         {"managerToken", "s3cret"}, {"external.ip", "203.0.113.10"},
+        {"datasource.addr", "http://127.0.0.1:8090/ds"}, {"datasource.addr", "https://biz.example.com/im"},
+        {"datasource.addr", ""}, {"datasource.onFailure", "stored"}, {"datasource.cacheTTL", "0"},
     };
     mp_config c;
     char err[256];
