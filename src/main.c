@@ -109,7 +109,8 @@ int main(int argc, char **argv) {
     mp_config cfg;
     char err[512];
     int rc = config_load(&cfg, argc, argv, err, sizeof err);
-    if (rc == 1) return 0; /* --help / --version */
+    if (rc != MP_OK) config_free(&cfg); /* what the defaults allocated */
+    if (rc == 1) return 0;               /* --help / --version */
     if (rc != MP_OK) {
         fprintf(stderr, "magpie: %s\n", err);
         return 2;
