@@ -13,6 +13,7 @@
 #include "core/sysuid.h"
 #include "core/worker.h"
 #include "integ/datasource.h"
+#include "integ/webhook.h"
 #include "integ/httpc.h"
 #include "net/conn.h"
 #include "net/ratelimit.h"
@@ -86,6 +87,7 @@ static void stop_net(worker *w, void *arg) {
     (void)arg;
     net_worker_stop(w);
     ds_worker_stop(w);
+    webhook_worker_stop(w);
     worker_post(0, on_net_stopped, NULL);
 }
 
@@ -146,6 +148,7 @@ int main(int argc, char **argv) {
             return 1;
         }
     }
+    webhook_init(&cfg); /* after workers_init: it may queue saved events for worker 0 */
     worker *w0 = worker_get(0);
     if (api_start(&w0->loop, &cfg) != MP_OK) {
         LOG_ERROR("main", "cannot start the HTTP API on %s", cfg.http_addr);
@@ -162,6 +165,7 @@ int main(int argc, char **argv) {
     workers_destroy_begin(); /* join workers 1.. before the store goes away */
     store_close(st);         /* every submitted write finishes and is synced */
     sysuid_free();
+    webhook_free(); /* saves pending msg.notify events; before the messages' workers go */
     for (int i = 0; i < nworkers; i++) {
         presence_free(worker_get(i));
         chan_free(worker_get(i));
