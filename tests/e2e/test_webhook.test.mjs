@@ -85,7 +85,9 @@ const hp = useServer({
   args: [`--webhook.httpAddr=http://127.0.0.1:${savedPort}/hook/saved`, '--webhook.msgNotifyEventPushInterval=100ms',
     '--webhook.msgNotifyEventRetryMaxCount=1000', '--webhook.focusEvents=msg.notify'],
 });
-hp.cleanup(() => rx.close());
+const TOKEN = '/hook/token';
+const ht = useServer({ name: 'webhook-token', args: ['--tokenAuthOn=true', `--webhook.httpAddr=${hookUrl(TOKEN)}`, '--webhook.focusEvents=msg.offline'] });
+ht.cleanup(() => rx.close());
 
 const say = (content) => ({ type: 1, content });
 const decode = (b64) => JSON.parse(Buffer.from(b64, 'base64').toString('utf8'));
@@ -324,6 +326,21 @@ hp.test('msg.notify events not yet delivered survive a clean restart', async () 
   assert.deepEqual(got.map((m) => decode(m.payload)), [0, 1, 2].map((i) => say(`kept${i}`)));
   assert.deepEqual(got.map((m) => m.message_seq), acks.map((k) => k.messageSeq));
   assert.ok(got.every((m) => m.from_uid === a && m.channel_id === b));
+});
+
+ht.test('with tokenAuthOn, a recipient counts as offline for msg.offline unless a master (device_level 1) connection is online', async () => {
+  const [a, master, slave] = [uid('a'), uid('m'), uid('s')];
+  for (const [u, level] of [[a, 1], [master, 1], [slave, 0]]) await ok(ht.srv, '/user/token', { uid: u, token: 't', device_flag: 0, device_level: level });
+  const ca = await ht.login(a, { token: 't' });
+  const cm = await ht.login(master, { token: 't' });
+  const cs = await ht.login(slave, { token: 't' });
+  const g = uid('g');
+  await ok(ht.srv, '/channel', { channel_id: g, channel_type: 2, subscribers: [a, master, slave] });
+  const ack = await ca.send({ channelId: g, channelType: 2, payload: say('who needs a push') });
+  await cm.waitRecv((p) => p.clientMsgNo === ack.sent.clientMsgNo);
+  await cs.waitRecv((p) => p.clientMsgNo === ack.sent.clientMsgNo);
+  const [post] = await waitUntil('msg.offline', () => offlineOf(TOKEN, ack.sent.clientMsgNo).length && offlineOf(TOKEN, ack.sent.clientMsgNo));
+  assert.deepEqual(post.body.to_uids, [slave], 'the slave-only recipient needs an offline push; the master one does not');
 });
 
 // ---- a hanging receiver ---------------------------------------------------------------------
