@@ -23,7 +23,8 @@
 #define NOTIFY_FILE "webhook-notify.jsonl"
 /* Bounds on events accepted and not yet sent or dropped (see webhook.h). */
 static const uint64_t pending_max[WEBHOOK_EVENT_COUNT] = {100000, 10000, 100000};
-#define NOTIFY_BYTES_MAX (64u << 20) /* payload bytes of pending msg.notify events */
+#define NOTIFY_BYTES_MAX (64u << 20)  /* payload bytes of pending msg.notify events */
+#define OFFLINE_BYTES_MAX (64u << 20) /* msg.offline bodies waiting (a big group's to_uids is big) */
 
 unsigned webhook_focus_;
 int webhook_master_only_;
@@ -36,7 +37,7 @@ const char *webhook_event_name(int event) { return event_names[event]; }
 
 static _Atomic uint64_t g_sent[WEBHOOK_EVENT_COUNT], g_failed[WEBHOOK_EVENT_COUNT], g_dropped[WEBHOOK_EVENT_COUNT],
     g_pending[WEBHOOK_EVENT_COUNT];
-static _Atomic uint64_t g_notify_bytes;
+static _Atomic uint64_t g_notify_bytes, g_offline_bytes;
 static _Atomic uint64_t g_last_log_ms[WEBHOOK_EVENT_COUNT];
 
 static void count(_Atomic uint64_t *c, int ev, uint64_t n) { atomic_fetch_add_explicit(&c[ev], n, memory_order_relaxed); }
@@ -204,6 +205,11 @@ void webhook_uids_add(webhook_uids *u, mp_str uid) {
 }
 
 webhook_offline *webhook_offline_begin(mp_msg *m, int parts) {
+    if (atomic_load_explicit(&g_offline_bytes, memory_order_relaxed) > OFFLINE_BYTES_MAX) {
+        count(g_dropped, WEBHOOK_OFFLINE, 1);
+        report(WEBHOOK_OFFLINE, "events dropped", "pending bodies above the bound");
+        return NULL;
+    }
     if (!admit(WEBHOOK_OFFLINE)) return NULL;
     webhook_offline *o = mp_calloc(1, sizeof *o);
     o->m = msg_ref(m);
@@ -292,12 +298,21 @@ static void notify_batch_failed(size_t n) {
     if (dropped) drop(WEBHOOK_NOTIFY, dropped, "retries exhausted");
 }
 
+/* How the POST of the *batch entries at the front of a queue ended: 1 answered 200, 0 failed
+ * (counted), -1 cut off by the shutdown (the entries stay for webhook_free). *n = the size. */
+static int batch_outcome(int ev, size_t *batch, const httpc_response *res, size_t *n) {
+    *n = *batch;
+    *batch = 0;
+    if (g.stopping && res->status == 0) return -1;
+    return answered_ok(ev, res);
+}
+
 static void notify_done(void *arg, const httpc_response *res) {
     (void)arg;
-    size_t n = g.notify_batch;
-    g.notify_batch = 0;
-    if (g.stopping && res->status == 0) return; /* cut off by the shutdown: saved by webhook_free */
-    if (answered_ok(WEBHOOK_NOTIFY, res)) {
+    size_t n;
+    int outcome = batch_outcome(WEBHOOK_NOTIFY, &g.notify_batch, res, &n);
+    if (outcome < 0) return;
+    if (outcome) {
         notify_pop_front(n);
         delivered(WEBHOOK_NOTIFY, n);
         g.notify_streak = 0;
@@ -333,10 +348,10 @@ static void online_pop_front(size_t n) {
 
 static void online_done(void *arg, const httpc_response *res) {
     (void)arg;
-    size_t n = g.online_batch;
-    g.online_batch = 0;
-    if (g.stopping && res->status == 0) return; /* cut off by the shutdown: counted by webhook_free */
-    if (answered_ok(WEBHOOK_ONLINESTATUS, res)) {
+    size_t n;
+    int outcome = batch_outcome(WEBHOOK_ONLINESTATUS, &g.online_batch, res, &n);
+    if (outcome < 0) return;
+    if (outcome) {
         online_pop_front(n);
         delivered(WEBHOOK_ONLINESTATUS, n);
         g.online_fails = 0;
@@ -370,10 +385,21 @@ static void offline_done(void *arg, const httpc_response *res) {
     if (!g.stopping) pump();
 }
 
+static void offline_enqueue(char *body) {
+    atomic_fetch_add_explicit(&g_offline_bytes, strlen(body), memory_order_relaxed);
+    DEQ_PUSH(g.offline, body);
+}
+
+static char *offline_dequeue(void) {
+    char *body = DEQ_AT(g.offline, 0);
+    DEQ_POP(g.offline);
+    atomic_fetch_sub_explicit(&g_offline_bytes, strlen(body), memory_order_relaxed);
+    return body;
+}
+
 static void offline_pump(void) {
     while (g.offline.len && g.offline_inflight < OFFLINE_CONCURRENCY) {
-        char *text = DEQ_AT(g.offline, 0);
-        DEQ_POP(g.offline);
+        char *text = offline_dequeue();
         int rc = httpc_post_json(g.h, g.url[WEBHOOK_OFFLINE], text, strlen(text), HTTP_TIMEOUT_MS, ANSWER_MAX,
                                  offline_done, NULL);
         free(text);
@@ -420,7 +446,7 @@ static void offline_add_part(webhook_offline *o, const webhook_uids *u) {
     else g.collecting = o->next;
     if (o->next) o->next->prev = o->prev;
     pthread_mutex_unlock(&g.lock);
-    if (o->to_uids) DEQ_PUSH(g.offline, offline_body(o));
+    if (o->to_uids) offline_enqueue(offline_body(o));
     else atomic_fetch_sub_explicit(&g_pending[WEBHOOK_OFFLINE], 1, memory_order_relaxed); /* nobody offline */
     offline_free(o);
 }
@@ -601,10 +627,7 @@ void webhook_free(void) {
     free(g.online.v);
     if (lost_online) drop(WEBHOOK_ONLINESTATUS, lost_online, "shutdown");
     uint64_t lost_offline = g.offline.len;
-    while (g.offline.len) {
-        free(DEQ_AT(g.offline, 0));
-        DEQ_POP(g.offline);
-    }
+    while (g.offline.len) free(offline_dequeue());
     free(g.offline.v);
     for (webhook_offline *o = g.collecting, *next; o; o = next) { /* parts lost with the inboxes */
         next = o->next;
