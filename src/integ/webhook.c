@@ -22,7 +22,7 @@
 #define LOG_EVERY_MS 10000         /* failure and drop reports, per event type */
 #define NOTIFY_FILE "webhook-notify.jsonl"
 /* Bounds on events accepted and not yet sent or dropped (see webhook.h). */
-static const uint64_t pending_max[WEBHOOK_EVENT_COUNT] = {100000, 10000, 100000};
+static const uint64_t pending_max[WEBHOOK_EVENT_COUNT] = {100000, 100000, 100000};
 #define NOTIFY_BYTES_MAX (64u << 20)  /* payload bytes of pending msg.notify events */
 #define OFFLINE_BYTES_MAX (64u << 20) /* msg.offline bodies waiting (a big group's to_uids is big) */
 
