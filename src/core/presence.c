@@ -315,10 +315,10 @@ void presence_deliver(mp_msg *m, const mp_str *uids, const uint64_t *hashes, siz
     }
     webhook_offline *wo = NULL;
     if (want_offline) {
-        int parts = 1; /* this thread's part, then one per owner batch */
+        int parts = offline.len != 0; /* this thread's part if any, then one per owner batch */
         for (int wi = 0; wi < nw; wi++) parts += count[wi] != 0;
-        wo = webhook_offline_begin(m, parts);
-        if (wo) webhook_offline_part(wo, &offline);
+        wo = parts ? webhook_offline_begin(m, parts) : NULL;
+        if (wo && offline.len) webhook_offline_part(wo, &offline);
         free(offline.buf);
     }
     uid_batch *per[MP_MAX_WORKERS] = {0};
