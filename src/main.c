@@ -139,16 +139,17 @@ int main(int argc, char **argv) {
 
     int nworkers = cfg.workers > 0 ? cfg.workers : default_workers();
     if (workers_init(nworkers, cfg.queue_capacity) != MP_OK) return 1;
+    webhook_init(&cfg); /* after workers_init: it may queue saved events for worker 0 */
     for (int i = 0; i < nworkers; i++) {
         worker *w = worker_get(i);
         presence_init(w);
+        webhook_worker_start(w);
         chan_init(w);
         if (net_worker_start(w, &cfg) != MP_OK) {
             LOG_ERROR("main", "cannot start listeners (addr=%s wsAddr=%s)", cfg.addr, cfg.ws_addr);
             return 1;
         }
     }
-    webhook_init(&cfg); /* after workers_init: it may queue saved events for worker 0 */
     worker *w0 = worker_get(0);
     if (api_start(&w0->loop, &cfg) != MP_OK) {
         LOG_ERROR("main", "cannot start the HTTP API on %s", cfg.http_addr);

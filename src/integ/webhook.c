@@ -155,16 +155,72 @@ static struct {
 
 static void on_intake(worker *w, void *arg);
 
-static void intake_push(in_item *it) {
-    it->next = NULL;
+/* Append the list first..last to the intake; one wake-up of the home worker per burst. */
+static void intake_append(in_item *first, in_item *last) {
     pthread_mutex_lock(&g.lock);
-    if (g.in_tail) g.in_tail->next = it;
-    else g.in_head = it;
-    g.in_tail = it;
+    if (g.in_tail) g.in_tail->next = first;
+    else g.in_head = first;
+    g.in_tail = last;
     int wake = !g.wake_posted;
     g.wake_posted = 1;
     pthread_mutex_unlock(&g.lock);
     if (wake) worker_post(HOME_WORKER, on_intake, NULL);
+}
+
+/* Per-worker buffers: a worker's events of one loop iteration reach the intake with one lock,
+ * flushed by a prepare and a check handle (so whatever phase produced them, they leave before
+ * the loop blocks again). Each is touched only by its worker's thread. */
+typedef struct out_buf {
+    in_item *head, *tail;
+    int active; /* handles open: buffer; else go straight to the intake */
+    uv_prepare_t prepare;
+    uv_check_t check;
+} out_buf;
+
+static out_buf g_out[MP_MAX_WORKERS];
+
+static void out_flush(out_buf *b) {
+    if (!b->head) return;
+    intake_append(b->head, b->tail);
+    b->head = b->tail = NULL;
+}
+
+static void on_out_prepare(uv_prepare_t *h) { out_flush(h->data); }
+static void on_out_check(uv_check_t *h) { out_flush(h->data); }
+
+static void intake_push(in_item *it) {
+    it->next = NULL;
+    worker *w = worker_current();
+    out_buf *b = w ? &g_out[w->index] : NULL;
+    if (!b || !b->active) {
+        intake_append(it, it);
+        return;
+    }
+    if (b->tail) b->tail->next = it;
+    else b->head = it;
+    b->tail = it;
+}
+
+void webhook_worker_start(worker *w) {
+    if (!webhook_focus_) return;
+    out_buf *b = &g_out[w->index];
+    uv_prepare_init(&w->loop, &b->prepare);
+    uv_check_init(&w->loop, &b->check);
+    b->prepare.data = b->check.data = b;
+    uv_prepare_start(&b->prepare, on_out_prepare);
+    uv_check_start(&b->check, on_out_check);
+    uv_unref((uv_handle_t *)&b->prepare); /* they must not keep the loop alive */
+    uv_unref((uv_handle_t *)&b->check);
+    b->active = 1;
+}
+
+static void out_stop(worker *w) {
+    out_buf *b = &g_out[w->index];
+    if (!b->active) return;
+    out_flush(b);
+    b->active = 0;
+    uv_close((uv_handle_t *)&b->prepare, NULL);
+    uv_close((uv_handle_t *)&b->check, NULL);
 }
 
 void webhook_online_status(mp_str uid, uint8_t device_flag, int online, uint64_t conn_id, size_t flag_count,
@@ -518,7 +574,9 @@ static void on_intake(worker *w, void *arg) {
 }
 
 void webhook_worker_stop(worker *w) {
-    if (!webhook_focus_ || w->index != HOME_WORKER || g.stopping) return;
+    if (!webhook_focus_) return;
+    out_stop(w);
+    if (w->index != HOME_WORKER || g.stopping) return;
     g.stopping = 1;
     if (!g.tried) return;
     uv_close((uv_handle_t *)&g.tick, NULL);

@@ -8,9 +8,9 @@
  *                      pending at a clean shutdown is written to <dataDir> and sent after the
  *                      restart
  *
- * Threads: producers run on any worker; they append to one locked intake list and post a
- * single wake-up to worker 0 while the list is non-empty, so a burst costs one post, not one
- * per event. Worker 0's loop owns the HTTP client (httpc), the queues and the timers. Every
+ * Threads: producers run on any worker; each worker buffers its events of one loop iteration
+ * and then appends them to one locked intake list, which wakes worker 0 once while it is
+ * non-empty: a burst costs one lock per worker iteration and one post, not one per event. Worker 0's loop owns the HTTP client (httpc), the queues and the timers. Every
  * queue is bounded (events admitted and not yet sent or dropped); beyond a bound the new
  * event is dropped and counted, so a dead receiver never grows memory nor slows delivery.
  * Without a webhook the producers cost one branch (webhook_wants). */
@@ -35,8 +35,11 @@ static inline int webhook_wants(int event) { return (int)((webhook_focus_ >> eve
 /* Once, before the workers run. Keeps cfg. Loads the msg.notify events a clean shutdown
  * left in <dataDir>. */
 void webhook_init(const mp_config *cfg);
-/* On each worker while shutting down (loops still running): on worker 0, fail what is in
- * flight and close the HTTP client and timers; events produced later stay queued. */
+/* For each worker after webhook_init, before the loops run: its event buffer's handles. */
+void webhook_worker_start(worker *w);
+/* On each worker while shutting down (loops still running): hand over the worker's buffer
+ * (later events go straight to the intake); on worker 0, also fail what is in flight and
+ * close the HTTP client and timer; events produced later stay queued. */
 void webhook_worker_stop(worker *w);
 /* After the loops ended: write pending msg.notify events to <dataDir>, free everything. */
 void webhook_free(void);
