@@ -188,6 +188,9 @@ static const opt options[] = {
     {"webhook.focusEvents", OPT_STRING, F(webhook_focus_events), "", 0, 0, check_focus_events,
      "Events to send, comma-separated (a YAML list works too): user.onlinestatus, msg.offline, "
      "msg.notify; empty = all."},
+    {"webhook.maxPending", OPT_U32, F(webhook_max_pending), "100000", 1, 10000000, NULL,
+     "Events of one type accepted and not yet delivered (Magpie); beyond it new events are dropped "
+     "and counted, so a slow or dead receiver costs bounded memory."},
     {"logger.level", OPT_INT, F(log_level), "2", 1, 4, NULL,
      "Log level: 1 debug, 2 info, 3 warn, 4 error."},
 };

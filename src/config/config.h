@@ -72,6 +72,7 @@ typedef struct mp_config {
     uint32_t webhook_count_per_push;   /* webhook.msgNotifyEventCountPerPush default 100 */
     uint32_t webhook_retry_max;        /* webhook.msgNotifyEventRetryMaxCount default 5 */
     char *webhook_focus_events;  /* webhook.focusEvents, comma-separated; "" = all */
+    uint32_t webhook_max_pending;  /* webhook.maxPending default 100000 events per event type */
     int log_level;               /* logger.level 1 debug, 2 info (default), 3 warn, 4 error */
     char *config_file;           /* --config */
 } mp_config;

@@ -21,8 +21,7 @@
 #define OFFLINE_CONCURRENCY 64     /* msg.offline POSTs in flight */
 #define LOG_EVERY_MS 10000         /* failure and drop reports, per event type */
 #define NOTIFY_FILE "webhook-notify.jsonl"
-/* Bounds on events accepted and not yet sent or dropped (see webhook.h). */
-static const uint64_t pending_max[WEBHOOK_EVENT_COUNT] = {100000, 100000, 100000};
+static uint64_t g_pending_max; /* webhook.maxPending: per event type, accepted and not yet sent or dropped */
 #define NOTIFY_BYTES_MAX (64u << 20)  /* payload bytes of pending msg.notify events */
 #define OFFLINE_BYTES_MAX (64u << 20) /* msg.offline bodies waiting (a big group's to_uids is big) */
 
@@ -65,7 +64,7 @@ static void delivered(int ev, uint64_t n) {
 
 /* Reserve room for one event; 0 (counted, reported) when its queue is full. */
 static int admit(int ev) {
-    if (atomic_fetch_add_explicit(&g_pending[ev], 1, memory_order_relaxed) < pending_max[ev]) return 1;
+    if (atomic_fetch_add_explicit(&g_pending[ev], 1, memory_order_relaxed) < g_pending_max) return 1;
     atomic_fetch_sub_explicit(&g_pending[ev], 1, memory_order_relaxed);
     count(g_dropped, ev, 1);
     report(ev, "events dropped", "queue full: the receiver is too slow or down");
@@ -666,6 +665,7 @@ void webhook_init(const mp_config *cfg) {
     if (!*cfg->webhook_http_addr) return;
     for (int ev = 0; ev < WEBHOOK_EVENT_COUNT; ev++) g.url[ev] = event_url(cfg->webhook_http_addr, event_names[ev]);
     webhook_master_only_ = cfg->token_auth_on;
+    g_pending_max = cfg->webhook_max_pending;
     notify_load();
     webhook_focus_ = parse_focus(cfg->webhook_focus_events);
     LOG_INFO("webhook", "events for %s (focus: %s)", cfg->webhook_http_addr,

@@ -72,7 +72,11 @@ const hx = useServer({
 });
 const HANG = '/hook/hang';
 rx.behaviour[HANG] = { mode: 'hang' };
-const hh = useServer({ name: 'webhook-hang', args: [`--webhook.httpAddr=${hookUrl(HANG)}`, '--webhook.msgNotifyEventPushInterval=50ms'] });
+const HANG_MAX = 20;
+const hh = useServer({
+  name: 'webhook-hang',
+  args: [`--webhook.httpAddr=${hookUrl(HANG)}`, '--webhook.msgNotifyEventPushInterval=50ms', `--webhook.maxPending=${HANG_MAX}`],
+});
 const downPort = await freePort();
 const hd = useServer({
   name: 'webhook-down',
@@ -345,7 +349,7 @@ ht.test('with tokenAuthOn, a recipient counts as offline for msg.offline unless 
 
 // ---- a hanging receiver ---------------------------------------------------------------------
 
-hh.test('a receiver that never answers does not hold up delivery to clients', async () => {
+hh.test('a receiver that never answers holds up neither delivery nor memory: beyond webhook.maxPending events are dropped and counted', async () => {
   const [a, b] = [uid('a'), uid('b')];
   const cb = await hh.login(b);
   const ca = await hh.login(a);
@@ -357,9 +361,13 @@ hh.test('a receiver that never answers does not hold up delivery to clients', as
   }
   await cb.waitRecv((p) => p.clientMsgNo === last.sent.clientMsgNo, 10000);
   await waitUntil('a hanging POST', () => rx.hanging.length > 0);
-  const v = await hookz(hh.srv);
+  const v = await waitUntil('every message accounted for', async () => {
+    const s = await hookz(hh.srv);
+    return s['msg.notify'].pending + s['msg.notify'].dropped === N && s;
+  });
   assert.equal(v['msg.notify'].sent, 0);
-  assert.ok(v['msg.notify'].pending > 0, 'events wait, bounded, while the receiver hangs');
+  assert.ok(v['msg.notify'].pending > 0 && v['msg.notify'].pending <= HANG_MAX, `pending ${v['msg.notify'].pending}, bounded`);
+  assert.ok(v['msg.notify'].dropped >= N - HANG_MAX);
   // the harness then stops the server with requests hanging: it must exit promptly and cleanly
 });
 
