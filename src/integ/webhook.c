@@ -21,12 +21,12 @@
 #define OFFLINE_CONCURRENCY 64     /* msg.offline POSTs in flight */
 #define LOG_EVERY_MS 10000         /* failure and drop reports, per event type */
 #define NOTIFY_FILE "webhook-notify.jsonl"
-static uint64_t g_pending_max; /* webhook.maxPending: per event type, accepted and not yet sent or dropped */
 #define NOTIFY_BYTES_MAX (64u << 20)  /* payload bytes of pending msg.notify events */
 #define OFFLINE_BYTES_MAX (64u << 20) /* msg.offline bodies waiting (a big group's to_uids is big) */
 
 unsigned webhook_focus_;
 int webhook_master_only_;
+static uint64_t g_pending_max; /* webhook.maxPending: per event type, accepted and not yet sent or dropped */
 
 static const char *const event_names[WEBHOOK_EVENT_COUNT] = {"user.onlinestatus", "msg.offline", "msg.notify"};
 
@@ -71,6 +71,15 @@ static int admit(int ev) {
     return 0;
 }
 
+/* 1 when the bytes held by an event type's queue are within max; else the event is dropped
+ * (counted, reported). */
+static int bytes_ok(int ev, _Atomic uint64_t *bytes, uint64_t max) {
+    if (atomic_load_explicit(bytes, memory_order_relaxed) <= max) return 1;
+    count(g_dropped, ev, 1);
+    report(ev, "events dropped", "the bytes waiting are above the bound");
+    return 0;
+}
+
 /* ---- state ---- */
 
 typedef struct notify_entry {
@@ -99,7 +108,7 @@ typedef struct in_item {
     char text[];          /* IN_ONLINE */
 } in_item;
 
-/* A FIFO of pointers-sized records, grown on demand (bounded by admit). */
+/* A FIFO ring of T, grown on demand (its length is bounded by admit). */
 #define DEQ(T)                                                                                                         \
     struct {                                                                                                           \
         T *v;                                                                                                          \
@@ -136,7 +145,8 @@ static struct {
         if ((d).len == (d).cap) {                                                                                      \
             size_t ncap_ = (d).cap ? (d).cap * 2 : 64;                                                                 \
             void *nv_ = mp_malloc(ncap_ * sizeof *(d).v);                                                              \
-            for (size_t i_ = 0; i_ < (d).len; i_++) memcpy((char *)nv_ + i_ * sizeof *(d).v, &DEQ_AT(d, i_), sizeof *(d).v); \
+            for (size_t i_ = 0; i_ < (d).len; i_++)                                                                    \
+                memcpy((char *)nv_ + i_ * sizeof *(d).v, &DEQ_AT(d, i_), sizeof *(d).v);                               \
             free((d).v);                                                                                               \
             (d).v = nv_;                                                                                               \
             (d).head = 0;                                                                                              \
@@ -236,12 +246,7 @@ void webhook_online_status(mp_str uid, uint8_t device_flag, int online, uint64_t
 }
 
 void webhook_msg_notify(mp_msg *m) {
-    if (atomic_load_explicit(&g_notify_bytes, memory_order_relaxed) > NOTIFY_BYTES_MAX) {
-        count(g_dropped, WEBHOOK_NOTIFY, 1);
-        report(WEBHOOK_NOTIFY, "events dropped", "pending payload bytes above the bound");
-        return;
-    }
-    if (!admit(WEBHOOK_NOTIFY)) return;
+    if (!bytes_ok(WEBHOOK_NOTIFY, &g_notify_bytes, NOTIFY_BYTES_MAX) || !admit(WEBHOOK_NOTIFY)) return;
     atomic_fetch_add_explicit(&g_notify_bytes, m->f.payload.len, memory_order_relaxed);
     in_item *it = mp_calloc(1, sizeof *it);
     it->kind = IN_NOTIFY;
@@ -260,12 +265,7 @@ void webhook_uids_add(webhook_uids *u, mp_str uid) {
 }
 
 webhook_offline *webhook_offline_begin(mp_msg *m, int parts) {
-    if (atomic_load_explicit(&g_offline_bytes, memory_order_relaxed) > OFFLINE_BYTES_MAX) {
-        count(g_dropped, WEBHOOK_OFFLINE, 1);
-        report(WEBHOOK_OFFLINE, "events dropped", "pending bodies above the bound");
-        return NULL;
-    }
-    if (!admit(WEBHOOK_OFFLINE)) return NULL;
+    if (!bytes_ok(WEBHOOK_OFFLINE, &g_offline_bytes, OFFLINE_BYTES_MAX) || !admit(WEBHOOK_OFFLINE)) return NULL;
     webhook_offline *o = mp_calloc(1, sizeof *o);
     o->m = msg_ref(m);
     o->parts_left = parts;
