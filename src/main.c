@@ -13,6 +13,7 @@
 #include "core/sysuid.h"
 #include "core/worker.h"
 #include "integ/datasource.h"
+#include "integ/webhook.h"
 #include "integ/httpc.h"
 #include "net/conn.h"
 #include "net/ratelimit.h"
@@ -86,6 +87,7 @@ static void stop_net(worker *w, void *arg) {
     (void)arg;
     net_worker_stop(w);
     ds_worker_stop(w);
+    webhook_worker_stop(w);
     worker_post(0, on_net_stopped, NULL);
 }
 
@@ -137,9 +139,11 @@ int main(int argc, char **argv) {
 
     int nworkers = cfg.workers > 0 ? cfg.workers : default_workers();
     if (workers_init(nworkers, cfg.queue_capacity) != MP_OK) return 1;
+    webhook_init(&cfg); /* after workers_init: it may queue saved events for worker 0 */
     for (int i = 0; i < nworkers; i++) {
         worker *w = worker_get(i);
         presence_init(w);
+        webhook_worker_start(w);
         chan_init(w);
         if (net_worker_start(w, &cfg) != MP_OK) {
             LOG_ERROR("main", "cannot start listeners (addr=%s wsAddr=%s)", cfg.addr, cfg.ws_addr);
@@ -162,6 +166,7 @@ int main(int argc, char **argv) {
     workers_destroy_begin(); /* join workers 1.. before the store goes away */
     store_close(st);         /* every submitted write finishes and is synced */
     sysuid_free();
+    webhook_free(); /* saves pending msg.notify events; before the messages' workers go */
     for (int i = 0; i < nworkers; i++) {
         presence_free(worker_get(i));
         chan_free(worker_get(i));

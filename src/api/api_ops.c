@@ -15,6 +15,7 @@
 #include "../core/im.h"
 #include "../core/presence.h"
 #include "../integ/datasource.h"
+#include "../integ/webhook.h"
 #include "../net/conn.h"
 #include "../store/store.h"
 #include "api_routes.h"
@@ -446,6 +447,7 @@ static void varz_reply(varz_ctx *v, json_t *conns) {
     json_object_set_new(o, "conversation_cache_count", json_integer(0)); /* no conversation cache */
     json_object_set_new(o, "store", store_json());
     json_object_set_new(o, "datasource", ds_stats_json()); /* Magpie: docs/datasource.md */
+    json_object_set_new(o, "webhook", webhook_stats_json()); /* Magpie: docs/webhooks.md */
     /* 15 digits print cpu 0.3 as Go does, not as 0.29999999999999999 */
     char *text = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(15));
     MP_ASSERT(text);

@@ -7,6 +7,7 @@
 #include "../core/presence.h"
 #include "../core/sysuid.h"
 #include "../integ/datasource.h"
+#include "../integ/webhook.h"
 #include "../proto/packet.h"
 #include "../session/session.h"
 #include "../store/store.h"
@@ -632,6 +633,7 @@ static void do_committed(worker *w, void *arg) {
         reply(&op->r, REASON_SUCCESS, m->f.message_id, m->f.seq);
         for (send_op *d = op->dups; d; d = d->next_dup) reply(&d->r, REASON_SUCCESS, m->f.message_id, m->f.seq);
         deliver(c, &op->r, m);
+        if (webhook_wants(WEBHOOK_NOTIFY)) webhook_msg_notify(m);
     } else {
         LOG_ERROR("channel", "store append failed for seq %llu: %s", (unsigned long long)m->f.seq,
                   mp_strerror(op->status));

@@ -48,6 +48,8 @@ static int check_nonempty(const char *v, char *err, size_t errlen);
 static int check_durability(const char *v, char *err, size_t errlen);
 static int check_url_or_empty(const char *v, char *err, size_t errlen);
 static int check_on_failure(const char *v, char *err, size_t errlen);
+static int check_grpc_unsupported(const char *v, char *err, size_t errlen);
+static int check_focus_events(const char *v, char *err, size_t errlen);
 
 #define F(field) offsetof(mp_config, field)
 #define SEC ((uint64_t)1000)
@@ -170,6 +172,25 @@ static const opt options[] = {
     {"datasource.maxParked", OPT_U32, F(datasource_max_parked), "10000", 1, 1000000, NULL,
      "Sends and events one channel may hold while its datasource answer is pending; further "
      "sends are refused with SENDACK 22 (RateLimit)."},
+    /* webhook (spec §6, docs/webhooks.md) */
+    {"webhook.httpAddr", OPT_STRING, F(webhook_http_addr), "", 0, 0, check_url_or_empty,
+     "Business-system URL (http:// or https://) that gets POST <url>?event=<name> with a JSON "
+     "body for user.onlinestatus, msg.offline and msg.notify; empty = no webhook."},
+    {"webhook.grpcAddr", OPT_STRING, F(webhook_grpc_addr), "", 0, 0, check_grpc_unsupported,
+     "Not supported (WuKongIM's gRPC webhook): must stay empty; use webhook.httpAddr."},
+    {"webhook.msgNotifyEventPushInterval", OPT_DURATION, F(webhook_push_interval_ms), "500ms", 1, HOUR, NULL,
+     "How often pending msg.notify events are pushed when fewer than msgNotifyEventCountPerPush "
+     "have accumulated; also the first retry delay of a failed push."},
+    {"webhook.msgNotifyEventCountPerPush", OPT_U32, F(webhook_count_per_push), "100", 1, 10000, NULL,
+     "Most messages in one msg.notify POST; a full batch is pushed at once."},
+    {"webhook.msgNotifyEventRetryMaxCount", OPT_U32, F(webhook_retry_max), "5", 1, 1000, NULL,
+     "Attempts of a msg.notify or user.onlinestatus event before it is dropped (and counted)."},
+    {"webhook.focusEvents", OPT_STRING, F(webhook_focus_events), "", 0, 0, check_focus_events,
+     "Events to send, comma-separated (a YAML list works too): user.onlinestatus, msg.offline, "
+     "msg.notify; empty = all."},
+    {"webhook.maxPending", OPT_U32, F(webhook_max_pending), "100000", 1, 10000000, NULL,
+     "Events of one type accepted and not yet delivered (Magpie); beyond it new events are dropped "
+     "and counted, so a slow or dead receiver costs bounded memory."},
     {"logger.level", OPT_INT, F(log_level), "2", 1, 4, NULL,
      "Log level: 1 debug, 2 info, 3 warn, 4 error."},
 };
@@ -317,6 +338,24 @@ static int check_url_or_empty(const char *v, char *err, size_t errlen) {
 static int check_on_failure(const char *v, char *err, size_t errlen) {
     if (strcmp(v, "deny") == 0 || strcmp(v, "stored") == 0) return MP_OK;
     return fail(err, errlen, "'%.64s' is not one of: deny, stored", v);
+}
+
+static int check_grpc_unsupported(const char *v, char *err, size_t errlen) {
+    if (!*v) return MP_OK;
+    return fail(err, errlen, "gRPC webhooks are not supported by Magpie; set webhook.httpAddr instead");
+}
+
+static int check_focus_events(const char *v, char *err, size_t errlen) {
+    static const char *const known[] = {"user.onlinestatus", "msg.offline", "msg.notify", "msg.stream"};
+    while (*v) {
+        size_t n = strcspn(v, ",");
+        size_t k = 0;
+        while (k < MP_ARRAY_LEN(known) && !(strlen(known[k]) == n && strncmp(known[k], v, n) == 0)) k++;
+        if (k == MP_ARRAY_LEN(known))
+            return fail(err, errlen, "'%.*s' is not one of: user.onlinestatus, msg.offline, msg.notify", (int)(n > 64 ? 64 : n), v);
+        v += n + (v[n] == ',');
+    }
+    return MP_OK;
 }
 
 static int check_durability(const char *v, char *err, size_t errlen) {
@@ -517,6 +556,33 @@ static int y_next(yaml_parser_t *p, yaml_event_t *ev, char *err, size_t errlen) 
 
 static size_t ev_line(const yaml_event_t *ev) { return (size_t)ev->start_mark.line + 1; }
 
+/* A list of scalars (its SEQUENCE-START already read) set as one comma-separated value. */
+static int y_scalar_list(mp_config *c, yaml_parser_t *p, const char *key, char *err, size_t errlen) {
+    char joined[512] = "", msg[256];
+    size_t len = 0;
+    for (;;) {
+        yaml_event_t ev;
+        int rc = y_next(p, &ev, err, errlen);
+        if (rc != MP_OK) return rc;
+        size_t line = ev_line(&ev);
+        if (ev.type == YAML_SEQUENCE_END_EVENT) {
+            yaml_event_delete(&ev);
+            break;
+        }
+        if (ev.type != YAML_SCALAR_EVENT) {
+            yaml_event_delete(&ev);
+            return fail(err, errlen, "line %zu: '%s' must be a list of names", line, key);
+        }
+        const char *v = scalar_value(&ev);
+        int n = snprintf(joined + len, sizeof joined - len, "%s%s", len ? "," : "", v);
+        yaml_event_delete(&ev);
+        if (n < 0 || (size_t)n >= sizeof joined - len) return fail(err, errlen, "line %zu: '%s' is too long", line, key);
+        len += (size_t)n;
+    }
+    if (config_set(c, key, joined, msg, sizeof msg) != MP_OK) return fail(err, errlen, "%s", msg);
+    return MP_OK;
+}
+
 /* Walk one mapping (its MAPPING-START already read) whose keys live under prefix. */
 static int y_mapping(mp_config *c, yaml_parser_t *p, const char *prefix, char *err, size_t errlen) {
     for (;;) {
@@ -564,6 +630,10 @@ static int y_mapping(mp_config *c, yaml_parser_t *p, const char *prefix, char *e
             break;
         case YAML_SEQUENCE_START_EVENT:
             yaml_event_delete(&vev);
+            if (strcmp(key, "webhook.focusEvents") == 0) { /* the one list option (spec §6.1) */
+                if ((rc = y_scalar_list(c, p, key, err, errlen)) != MP_OK) return rc;
+                break;
+            }
             return fail(err, errlen, "line %zu: '%s': lists are not supported", line, key);
         case YAML_ALIAS_EVENT:
             yaml_event_delete(&vev);

@@ -65,6 +65,14 @@ typedef struct mp_config {
     uint32_t datasource_timeout_ms;   /* datasource.timeout default 5s */
     char *datasource_on_failure;  /* datasource.onFailure "deny" (default) | "stored" */
     uint32_t datasource_max_parked; /* datasource.maxParked default 10000 per channel */
+    /* webhook (spec §6, docs/webhooks.md) */
+    char *webhook_http_addr;     /* webhook.httpAddr default "" (off) */
+    char *webhook_grpc_addr;     /* webhook.grpcAddr: refused unless empty (gRPC not supported) */
+    uint32_t webhook_push_interval_ms; /* webhook.msgNotifyEventPushInterval default 500ms */
+    uint32_t webhook_count_per_push;   /* webhook.msgNotifyEventCountPerPush default 100 */
+    uint32_t webhook_retry_max;        /* webhook.msgNotifyEventRetryMaxCount default 5 */
+    char *webhook_focus_events;  /* webhook.focusEvents, comma-separated; "" = all */
+    uint32_t webhook_max_pending;  /* webhook.maxPending default 100000 events per event type */
     int log_level;               /* logger.level 1 debug, 2 info (default), 3 warn, 4 error */
     char *config_file;           /* --config */
 } mp_config;

@@ -6,6 +6,7 @@
 
 #include "../common/log.h"
 #include "../common/map.h"
+#include "../integ/webhook.h"
 #include "../proto/packet.h"
 #include "../session/session.h"
 #include "im.h"
@@ -99,6 +100,13 @@ static void post_kick(const dev *d, uint8_t reason, uint32_t delay_ms) {
 
 /* ---- online / offline ------------------------------------------------------------------ */
 
+/* user.onlinestatus with the uid's counts right after the change (spec §6.2). */
+static void report_status(mp_str uid, const user *u, uint8_t device_flag, int online, uint64_t conn_id) {
+    size_t same = 0, total = u ? u->n : 0;
+    for (size_t i = 0; i < total; i++) same += u->devs[i].device_flag == device_flag;
+    webhook_online_status(uid, device_flag, online, conn_id, same, total);
+}
+
 typedef struct online_req {
     dev d;
     worker_fn registered;
@@ -128,6 +136,7 @@ static void do_online(worker *w, void *arg) {
         u->devs = mp_realloc(u->devs, u->cap * sizeof(dev));
     }
     u->devs[u->n++] = r->d; /* takes device_id */
+    if (webhook_wants(WEBHOOK_ONLINESTATUS)) report_status(uid, u, r->d.device_flag, 1, r->d.conn_id);
     worker_post(r->d.worker, r->registered, r->registered_arg);
     free(r);
 }
@@ -158,8 +167,10 @@ static void do_offline(worker *w, void *arg) {
     if (u) {
         for (size_t i = 0; i < u->n; i++) {
             if (u->devs[i].conn_id != r->conn_id) continue;
+            uint8_t flag = u->devs[i].device_flag;
             free(u->devs[i].device_id);
             u->devs[i] = u->devs[--u->n];
+            if (webhook_wants(WEBHOOK_ONLINESTATUS)) report_status(mp_str_c(r->uid), u, flag, 0, r->conn_id);
             break;
         }
         if (u->n == 0) {
@@ -221,6 +232,7 @@ static void do_conn_batch(worker *w, void *arg) {
  * n + 1 offsets and then the uid bytes follow the struct. */
 typedef struct uid_batch {
     mp_msg *m;
+    webhook_offline *offline; /* collects this batch's offline uids for msg.offline, or NULL */
     uint64_t exclude;
     size_t n;
     uint32_t offs[];
@@ -228,13 +240,23 @@ typedef struct uid_batch {
 
 static const char *batch_text(const uid_batch *b) { return (const char *)&b->offs[b->n + 1]; }
 
+/* msg.offline's notion of online (webhook.h): a connection that counts. */
+static int counts_online(const user *u) {
+    for (size_t j = 0; u && j < u->n; j++)
+        if (webhook_counts_online(u->devs[j].level)) return 1;
+    return 0;
+}
+
 static void do_uid_batch(worker *w, void *arg) {
     uid_batch *b = arg;
     int nw = workers_count();
     conn_batch *per[MP_MAX_WORKERS] = {0};
     const char *text = batch_text(b);
+    webhook_uids offline = {0};
     for (size_t i = 0; i < b->n; i++) {
         user *u = map_get(w->presence->users, text + b->offs[i], b->offs[i + 1] - b->offs[i]);
+        if (b->offline && !counts_online(u))
+            webhook_uids_add(&offline, (mp_str){text + b->offs[i], b->offs[i + 1] - b->offs[i]});
         for (size_t j = 0; u && j < u->n; j++) {
             dev *d = &u->devs[j];
             if (d->conn_id == b->exclude) continue;
@@ -254,6 +276,7 @@ static void do_uid_batch(worker *w, void *arg) {
     }
     for (int i = 0; i < nw; i++)
         if (per[i]) worker_post(i, do_conn_batch, per[i]);
+    if (b->offline) webhook_offline_part(b->offline, &offline);
     msg_unref(b->m);
     free(b);
 }
@@ -270,9 +293,14 @@ void presence_deliver(mp_msg *m, const mp_str *uids, const uint64_t *hashes, siz
     candidate stack[256];
     candidate *cand = stack;
     size_t nc = 0, cap = MP_ARRAY_LEN(stack);
+    int want_offline = webhook_offline_wanted(m);
+    webhook_uids offline = {0}; /* members the filter proves offline, for msg.offline */
     for (size_t i = 0; i < n; i++) {
         uint64_t h = hashes ? hashes[i] : mp_hash(uids[i].p, uids[i].len);
-        if (!maybe_online(h)) continue;
+        if (!maybe_online(h)) {
+            if (want_offline) webhook_uids_add(&offline, uids[i]);
+            continue;
+        }
         if (nc == cap) {
             cap *= 2;
             candidate *bigger = mp_malloc(cap * sizeof *bigger);
@@ -285,11 +313,20 @@ void presence_deliver(mp_msg *m, const mp_str *uids, const uint64_t *hashes, siz
         count[owner]++;
         bytes[owner] += uids[i].len;
     }
+    webhook_offline *wo = NULL;
+    if (want_offline) {
+        int parts = offline.len != 0; /* this thread's part if any, then one per owner batch */
+        for (int wi = 0; wi < nw; wi++) parts += count[wi] != 0;
+        wo = parts ? webhook_offline_begin(m, parts) : NULL;
+        if (wo && offline.len) webhook_offline_part(wo, &offline);
+        free(offline.buf);
+    }
     uid_batch *per[MP_MAX_WORKERS] = {0};
     for (int wi = 0; wi < nw; wi++) {
         if (!count[wi]) continue;
         uid_batch *b = mp_malloc(sizeof *b + (count[wi] + 1) * sizeof(uint32_t) + bytes[wi]);
         b->m = msg_ref(m);
+        b->offline = wo;
         b->exclude = exclude_conn_id;
         b->n = 0;
         b->offs[0] = 0;

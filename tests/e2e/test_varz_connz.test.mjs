@@ -13,7 +13,7 @@ const CONN_KEYS = ['id', 'uid', 'ip', 'port', 'last_activity', 'uptime', 'idle',
 const VARZ_KEYS = ['server_id', 'server_name', 'version', 'connections', 'user_handler_count', 'user_handler_conn_count',
   'uptime', 'goroutine', 'mem', 'cpu', 'in_msgs', 'out_msgs', 'in_bytes', 'out_bytes', 'slow_clients', 'retry_queue',
   'tcp_addr', 'ws_addr', 'wss_addr', 'manager_addr', 'manager_on', 'commit', 'commit_date', 'tree_state', 'api_url',
-  'manager_uid', 'manager_token_on', 'conversation_cache_count', 'store', 'datasource'];
+  'manager_uid', 'manager_token_on', 'conversation_cache_count', 'store', 'datasource', 'webhook'];
 const RFC3339 = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?Z$/;
 const DURATION = /^(\d+y)?(\d+d)?(\d+h)?(\d+m)?\d+s$/;
 
@@ -179,6 +179,8 @@ h.test('/varz reports the server', async () => {
   assert.deepEqual(Object.keys(before), VARZ_KEYS);
   assert.equal(before.datasource.enabled, false, 'no datasource configured');
   assert.equal(before.datasource.requests.getSubscribers.ok, 0);
+  assert.equal(before.webhook.enabled, false, 'no webhook configured');
+  assert.deepEqual(before.webhook['msg.notify'], { sent: 0, failed: 0, dropped: 0, pending: 0 });
   assert.equal(before.server_id, '1001');
   assert.equal(before.server_name, 'Magpie');
   assert.match(before.version, /^\d+\.\d+\.\d+/);

@@ -313,6 +313,32 @@ static void test_yaml_nested(void **state) {
     config_free(&c);
 }
 
+/* spec §6.1 writes focusEvents as a YAML list; the webhook options refuse what Magpie
+ * cannot honour (gRPC) and event names it does not know. */
+static void test_yaml_webhook(void **state) {
+    (void)state;
+    mp_config c;
+    char err[256] = "";
+    config_defaults(&c);
+    const char *text = "webhook:\n"
+                       "  httpAddr: http://biz/webhook\n"
+                       "  msgNotifyEventPushInterval: 250ms\n"
+                       "  focusEvents: [\"msg.offline\", \"msg.notify\"]\n";
+    assert_int_equal(yaml(&c, text, err, sizeof err), MP_OK);
+    assert_string_equal(c.webhook_http_addr, "http://biz/webhook");
+    assert_int_equal(c.webhook_push_interval_ms, 250);
+    assert_string_equal(c.webhook_focus_events, "msg.offline,msg.notify");
+    assert_int_equal(yaml(&c, "webhook:\n  focusEvents: []\n", err, sizeof err), MP_OK);
+    assert_string_equal(c.webhook_focus_events, "");
+    assert_int_equal(yaml(&c, "webhook:\n  focusEvents: [msg.notify, msg.bogus]\n", err, sizeof err), MP_EINVAL);
+    assert_non_null(strstr(err, "msg.bogus"));
+    assert_int_equal(yaml(&c, "webhook:\n  focusEvents: [[a]]\n", err, sizeof err), MP_EINVAL);
+    assert_int_equal(yaml(&c, "webhook:\n  grpcAddr: 127.0.0.1:6979\n", err, sizeof err), MP_EINVAL);
+    assert_non_null(strstr(err, "not supported"));
+    assert_int_equal(yaml(&c, "webhook:\n  httpAddr: ftp://x\n", err, sizeof err), MP_EINVAL);
+    config_free(&c);
+}
+
 static void test_yaml_empty_and_null(void **state) {
     (void)state;
     static const char *empties[] = {"", "\n", "# only a comment\n", "---\n", "---\n...\n", "~\n", "{}\n"};
@@ -645,6 +671,7 @@ int main(void) {
         cmocka_unit_test_setup(test_unknown_key, clean_env),
         cmocka_unit_test_setup(test_yaml_nested, clean_env),
         cmocka_unit_test_setup(test_yaml_empty_and_null, clean_env),
+        cmocka_unit_test_setup(test_yaml_webhook, clean_env),
         cmocka_unit_test_setup(test_yaml_errors, clean_env),
         cmocka_unit_test_setup(test_yaml_binary_garbage, clean_env),
         cmocka_unit_test_setup(test_env_names_and_override, clean_env),
