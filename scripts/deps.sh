@@ -2,7 +2,7 @@
 # Install the Debian packages Magpie needs to build and test (only the missing ones).
 set -euo pipefail
 PKGS=(build-essential cmake pkg-config libuv1-dev libssl-dev liblmdb-dev libjansson-dev libyaml-dev
-      libh2o-dev zlib1g-dev libcurl4-openssl-dev libcmocka-dev)
+      libh2o-dev zlib1g-dev libcurl4-openssl-dev openssl libcmocka-dev)
 command -v node >/dev/null 2>&1 || PKGS+=(nodejs)
 command -v npm >/dev/null 2>&1 || PKGS+=(npm)
 missing=()

@@ -15,6 +15,7 @@
 #include "integ/datasource.h"
 #include "integ/webhook.h"
 #include "integ/httpc.h"
+#include "net/tls.h"
 #include "net/conn.h"
 #include "net/ratelimit.h"
 #include "session/session.h"
@@ -22,7 +23,7 @@
 
 void im_init(const mp_config *cfg, store *s); /* im.c */
 
-static uv_signal_t g_sigint, g_sigterm;
+static uv_signal_t g_sigint, g_sigterm, g_sighup;
 static store *g_st;
 static int g_net_left;
 
@@ -37,6 +38,7 @@ static void stop_handles(worker *w, void *arg) {
     if (w->index == 0) {
         uv_close((uv_handle_t *)&g_sigint, NULL);
         uv_close((uv_handle_t *)&g_sigterm, NULL);
+        uv_close((uv_handle_t *)&g_sighup, NULL);
     }
 }
 
@@ -91,6 +93,24 @@ static void stop_net(worker *w, void *arg) {
     worker_post(0, on_net_stopped, NULL);
 }
 
+/* SIGHUP: reload the TLS certificate and key; connections stay, new handshakes use the
+ * new files; a broken file keeps the old ones (docs/tls.md). */
+static void on_sighup(uv_signal_t *h, int signum) {
+    (void)h;
+    (void)signum;
+    char err[512];
+    if (!tls_enabled()) {
+        LOG_INFO("main", "SIGHUP: nothing to reload (no TLS listener)");
+        return;
+    }
+    if (tls_reload(err, sizeof err) != MP_OK) {
+        LOG_ERROR("main", "SIGHUP: TLS reload failed, keeping the current certificate: %s", err);
+        return;
+    }
+    api_tls_reload();
+    LOG_INFO("main", "SIGHUP: TLS certificate reloaded");
+}
+
 static void on_signal(uv_signal_t *h, int signum) {
     (void)h;
     static int stopping;
@@ -118,6 +138,11 @@ int main(int argc, char **argv) {
         return 2;
     }
     mp_log_set_level(cfg.log_level);
+    if (tls_init(&cfg, err, sizeof err) != MP_OK) {
+        fprintf(stderr, "magpie: %s\n", err);
+        config_free(&cfg);
+        return 2;
+    }
     signal(SIGPIPE, SIG_IGN);
     if (httpc_global_init() != MP_OK) return 1; /* before any thread starts */
 
@@ -159,9 +184,14 @@ int main(int argc, char **argv) {
     uv_signal_init(&w0->loop, &g_sigterm);
     uv_signal_start(&g_sigint, on_signal, SIGINT);
     uv_signal_start(&g_sigterm, on_signal, SIGTERM);
+    uv_signal_init(&w0->loop, &g_sighup);
+    uv_signal_start(&g_sighup, on_sighup, SIGHUP);
 
     LOG_INFO("main", "magpie ready tcp=%s ws=%s http=%s workers=%d dataDir=%s durability=%s tokenAuthOn=%d",
              cfg.addr, cfg.ws_addr, cfg.http_addr, nworkers, cfg.data_dir, cfg.durability, cfg.token_auth_on);
+    if (tls_enabled())
+        LOG_INFO("main", "TLS on: tls=%s wss=%s https=%s minVersion=%s", cfg.tls_addr[0] ? cfg.tls_addr : "off",
+                 cfg.wss_addr[0] ? cfg.wss_addr : "off", cfg.https_addr[0] ? cfg.https_addr : "off", cfg.tls_min_version);
     workers_run();
     workers_destroy_begin(); /* join workers 1.. before the store goes away */
     store_close(st);         /* every submitted write finishes and is synced */
@@ -179,5 +209,6 @@ int main(int argc, char **argv) {
     LOG_INFO("main", "stopped");
     config_free(&cfg);
     httpc_global_cleanup();
+    tls_free();
     return 0;
 }

@@ -41,7 +41,10 @@ void api_client_addrs(int intranet, json_t *o) {
     else derive_addr(cfg, cfg->ws_addr, "ws://", ws, sizeof ws);
     json_object_set_new(o, "tcp_addr", ju_string(mp_str_c(tcp)));
     json_object_set_new(o, "ws_addr", ju_string(mp_str_c(ws)));
-    json_object_set_new(o, "wss_addr", ju_string(mp_str_c(or_empty(cfg->external_wss_addr))));
+    char wss[300] = "";
+    if (cfg->external_wss_addr && cfg->external_wss_addr[0]) snprintf(wss, sizeof wss, "%s", cfg->external_wss_addr);
+    else if (cfg->wss_addr && cfg->wss_addr[0]) derive_addr(cfg, cfg->wss_addr, "wss://", wss, sizeof wss);
+    json_object_set_new(o, "wss_addr", ju_string(mp_str_c(wss)));
 }
 
 void api_url(char *out, size_t cap) { derive_addr(api_cfg(), api_cfg()->http_addr, "http://", out, cap); }

@@ -17,6 +17,7 @@
 #include <sys/socket.h>
 
 #include "../common/log.h"
+#include "../net/tls.h"
 #include "api_req.h"
 #include "api_routes.h"
 #include "json_util.h"
@@ -118,7 +119,10 @@ static struct {
     h2o_globalconf_t config;
     h2o_context_t ctx;
     h2o_accept_ctx_t accept;
+    h2o_accept_ctx_t tls_accept; /* httpsAddr: the same, with the TLS context */
     uv_tcp_t listener;
+    uv_tcp_t tls_listener;
+    int tls_listening;
     uv_timer_t grace;  /* shutdown: answers what is still pending after API_STOP_GRACE_MS */
     int config_live;   /* config initialized, not yet disposed */
     int ctx_live;      /* context initialized, not yet released */
@@ -575,7 +579,7 @@ static void on_accept(uv_stream_t *listener, int status) {
     g.conns = c;
     g.nconns++;
     h2o_socket_t *sock = h2o_uv_socket_create((uv_stream_t *)&c->tcp, on_conn_closed);
-    h2o_accept(&g.accept, sock);
+    h2o_accept(listener == (uv_stream_t *)&g.tls_listener ? &g.tls_accept : &g.accept, sock);
 }
 
 /* ---- lifecycle --------------------------------------------------------------------------- */
@@ -586,6 +590,8 @@ static void ctx_release(void) {
     if (!g.ctx_live) return;
     g.ctx_live = 0;
     uv_close((uv_handle_t *)&g.grace, NULL);
+    SSL_CTX_free(g.tls_accept.ssl_ctx); /* our reference; NULL without httpsAddr */
+    g.tls_accept.ssl_ctx = NULL;
     h2o_context_t *ctx = &g.ctx;
     for (size_t i = 0; g.config.hosts[i] != NULL; i++) {
         h2o_hostconf_t *host = g.config.hosts[i];
@@ -616,11 +622,11 @@ static void ctx_release(void) {
     }
 }
 
-static int bind_listener(const char *addr) {
+static int bind_listener(uv_tcp_t *l, int *listening, const char *addr) {
     char host[256];
     int port = 0;
     if (config_parse_hostport(addr, host, sizeof host, &port) != MP_OK || port <= 0 || port > 65535) {
-        LOG_ERROR("api", "invalid httpAddr \"%s\"", addr);
+        LOG_ERROR("api", "invalid listener address \"%s\"", addr);
         return MP_EINVAL;
     }
     const char *h = host[0] ? host : "0.0.0.0";
@@ -630,14 +636,14 @@ static int bind_listener(const char *addr) {
     struct addrinfo *ai = NULL;
     int gai = getaddrinfo(h, service, &hints, &ai); /* start-up only: a blocking lookup is fine */
     if (gai != 0 || !ai) {
-        LOG_ERROR("api", "cannot resolve httpAddr host \"%s\": %s", h, gai_strerror(gai));
+        LOG_ERROR("api", "cannot resolve host \"%s\": %s", h, gai_strerror(gai));
         return MP_EINVAL;
     }
-    uv_tcp_init(g.loop, &g.listener);
-    g.listening = 1;
-    int rc = uv_tcp_bind(&g.listener, ai->ai_addr, 0);
+    uv_tcp_init(g.loop, l);
+    *listening = 1;
+    int rc = uv_tcp_bind(l, ai->ai_addr, 0);
     freeaddrinfo(ai);
-    if (rc == 0) rc = uv_listen((uv_stream_t *)&g.listener, API_BACKLOG, on_accept);
+    if (rc == 0) rc = uv_listen((uv_stream_t *)l, API_BACKLOG, on_accept);
     if (rc != 0) {
         LOG_ERROR("api", "cannot listen on %s: %s", addr, uv_strerror(rc));
         return MP_EIO;
@@ -670,13 +676,26 @@ int api_start(uv_loop_t *loop, const mp_config *cfg) {
     g.accept.ctx = &g.ctx;
     g.accept.hosts = g.config.hosts;
 
-    int rc = bind_listener(cfg->http_addr);
+    int rc = bind_listener(&g.listener, &g.listening, cfg->http_addr);
+    if (rc == MP_OK && cfg->https_addr[0]) {
+        g.tls_accept = g.accept;
+        g.tls_accept.ssl_ctx = tls_ctx_acquire();
+        rc = bind_listener(&g.tls_listener, &g.tls_listening, cfg->https_addr);
+    }
     if (rc != MP_OK) {
         api_stop();
         return rc;
     }
-    LOG_INFO("api", "HTTP API listening on %s", cfg->http_addr);
+    LOG_INFO("api", "HTTP API listening on %s%s%s", cfg->http_addr, cfg->https_addr[0] ? " https=" : "",
+             cfg->https_addr);
     return MP_OK;
+}
+
+void api_tls_reload(void) {
+    if (!g.tls_accept.ssl_ctx) return;
+    SSL_CTX *old = g.tls_accept.ssl_ctx;
+    g.tls_accept.ssl_ctx = tls_ctx_acquire(); /* h2o's sessions hold their own references */
+    SSL_CTX_free(old);
 }
 
 void api_stop(void) {
@@ -687,6 +706,10 @@ void api_stop(void) {
     if (g.listening) {
         g.listening = 0;
         uv_close((uv_handle_t *)&g.listener, NULL);
+    }
+    if (g.tls_listening) {
+        g.tls_listening = 0;
+        uv_close((uv_handle_t *)&g.tls_listener, NULL);
     }
     for (api_conn *c = g.conns; c; c = c->next) conn_stop(c);
     if (g.pending) uv_timer_start(&g.grace, on_grace, API_STOP_GRACE_MS, 0);

@@ -20,6 +20,8 @@ int api_start(uv_loop_t *loop, const mp_config *cfg);
  * handles, so the loop then drains. Safe to call twice, or without a successful
  * api_start. */
 void api_stop(void);
+/* httpsAddr: take the TLS context net/tls.c holds now (after a SIGHUP reload). */
+void api_tls_reload(void);
 
 /* Without a network (tests, fuzzing): run the handler routed for method and path (no
  * query string) on body, as if the request had passed the middleware (no token check,

@@ -50,6 +50,7 @@ static int check_url_or_empty(const char *v, char *err, size_t errlen);
 static int check_on_failure(const char *v, char *err, size_t errlen);
 static int check_grpc_unsupported(const char *v, char *err, size_t errlen);
 static int check_focus_events(const char *v, char *err, size_t errlen);
+static int check_tls_version(const char *v, char *err, size_t errlen);
 
 #define F(field) offsetof(mp_config, field)
 #define SEC ((uint64_t)1000)
@@ -67,6 +68,22 @@ static const opt options[] = {
      "WebSocket listener, host:port; a scheme such as ws:// is accepted and ignored."},
     {"httpAddr", OPT_STRING, F(http_addr), "0.0.0.0:5001", 0, 0, check_hostport,
      "HTTP API listener (WuKongIM-compatible), host:port."},
+    {"tlsAddr", OPT_STRING, F(tls_addr), "", 0, 0, check_hostport_or_empty,
+     "Binary protocol over TLS listener, host:port (e.g. 0.0.0.0:5110); empty = off. Needs tls.certFile/keyFile."},
+    {"wssAddr", OPT_STRING, F(wss_addr), "", 0, 0, check_hostport_or_empty,
+     "Secure WebSocket listener, host:port (e.g. 0.0.0.0:5210; wss:// accepted); empty = off."},
+    {"httpsAddr", OPT_STRING, F(https_addr), "", 0, 0, check_hostport_or_empty,
+     "HTTPS listener for the HTTP API (e.g. 0.0.0.0:5443); empty = off."},
+    {"tls.certFile", OPT_STRING, F(tls_cert_file), "", 0, 0, NULL,
+     "PEM certificate chain for tlsAddr, wssAddr and httpsAddr; reloaded on SIGHUP."},
+    {"tls.keyFile", OPT_STRING, F(tls_key_file), "", 0, 0, NULL,
+     "PEM private key for tls.certFile; reloaded on SIGHUP."},
+    {"tls.minVersion", OPT_STRING, F(tls_min_version), "1.2", 0, 0, check_tls_version,
+     "Oldest TLS version accepted: 1.2 (1.3 preferred when offered) or 1.3. TLS 1.0/1.1 are never accepted."},
+    {"wssConfig.certFile", OPT_STRING, F(wss_cert_file), "", 0, 0, NULL,
+     "WuKongIM's name for the certificate; used when tls.certFile is empty."},
+    {"wssConfig.keyFile", OPT_STRING, F(wss_key_file), "", 0, 0, NULL,
+     "WuKongIM's name for the key; used when tls.keyFile is empty."},
     {"dataDir", OPT_STRING, F(data_dir), "./magpie-data", 0, 0, check_nonempty,
      "Directory for the LMDB environment and other state."},
     {"workers", OPT_INT, F(workers), "0", 0, 256, NULL,
@@ -338,6 +355,11 @@ static int check_url_or_empty(const char *v, char *err, size_t errlen) {
 static int check_on_failure(const char *v, char *err, size_t errlen) {
     if (strcmp(v, "deny") == 0 || strcmp(v, "stored") == 0) return MP_OK;
     return fail(err, errlen, "'%.64s' is not one of: deny, stored", v);
+}
+
+static int check_tls_version(const char *v, char *err, size_t errlen) {
+    if (strcmp(v, "1.2") == 0 || strcmp(v, "1.3") == 0) return MP_OK;
+    return fail(err, errlen, "'%.64s' is not one of: 1.2, 1.3 (TLS 1.0 and 1.1 are not offered)", v);
 }
 
 static int check_grpc_unsupported(const char *v, char *err, size_t errlen) {

@@ -17,6 +17,14 @@ typedef struct mp_config {
     char *addr;              /* addr       default 0.0.0.0:5100 (binary protocol over TCP) */
     char *ws_addr;           /* wsAddr     default 0.0.0.0:5200 */
     char *http_addr;         /* httpAddr   default 0.0.0.0:5001 */
+    char *tls_addr;          /* tlsAddr    default "" (binary protocol over TLS) */
+    char *wss_addr;          /* wssAddr    default "" (WebSocket over TLS) */
+    char *https_addr;        /* httpsAddr  default "" (HTTP API over TLS) */
+    char *tls_cert_file;     /* tls.certFile (PEM chain) */
+    char *tls_key_file;      /* tls.keyFile (PEM) */
+    char *tls_min_version;   /* tls.minVersion "1.2" | "1.3" */
+    char *wss_cert_file;     /* wssConfig.certFile (WuKongIM's name) */
+    char *wss_key_file;      /* wssConfig.keyFile */
     char *data_dir;          /* dataDir    default ./magpie-data */
     int workers;             /* workers    default 0 = number of CPUs */
     int token_auth_on;       /* tokenAuthOn default 0 */

@@ -16,6 +16,7 @@
 #include "../session/jsonrpc.h"
 #include "../session/session.h"
 #include "ratelimit.h"
+#include "tls.h"
 #include "ws.h"
 
 #define READ_BUF_SIZE (64 * 1024)
@@ -27,8 +28,9 @@
 struct conn_mgr {
     idmap *by_id; /* conn id -> conn */
     uint64_t next_id;
-    uv_tcp_t tcp_listener, ws_listener;
-    int have_tcp, have_ws;
+    uv_tcp_t tcp_listener, ws_listener, tls_listener, wss_listener;
+    int have_tcp, have_ws, have_tls, have_wss;
+    mp_buf tls_plain; /* decrypted bytes of the read being handled (TLS connections) */
     uv_timer_t sweep;
     uint64_t last_retry_scan_ms;
     uv_check_t flush;
@@ -93,12 +95,16 @@ static int open_reuseport_socket(const char *addr, int *fd_out) {
 
 static void on_accept(uv_stream_t *server, int status);
 
-static int start_listener(worker *w, uv_tcp_t *l, const char *addr, int is_ws) {
+/* Listener kinds, stored in the listener's data. */
+#define LISTEN_WS 1
+#define LISTEN_TLS 2
+
+static int start_listener(worker *w, uv_tcp_t *l, const char *addr, int kind) {
     int fd;
     int rc = open_reuseport_socket(addr, &fd);
     if (rc != MP_OK) return rc;
     uv_tcp_init(&w->loop, l);
-    l->data = (void *)(intptr_t)is_ws;
+    l->data = (void *)(intptr_t)kind;
     if (uv_tcp_open(l, fd) != 0 || uv_listen((uv_stream_t *)l, 4096, on_accept) != 0) {
         LOG_ERROR("net", "cannot listen on %s", addr);
         return MP_EIO;
@@ -291,6 +297,39 @@ static int handle_input(conn *c, uint8_t *p, size_t n, size_t *consumed) {
     return MP_OK;
 }
 
+/* Plaintext stream bytes (p writable: WebSocket frames are unmasked in place). */
+static int stream_input(conn *c, uint8_t *p, size_t n) {
+    size_t used = 0;
+    int rc;
+    if (c->in.len == 0) {
+        rc = handle_input(c, p, n, &used);
+        if (rc == MP_OK && used < n && c->state != CONN_CLOSING) mp_buf_append(&c->in, p + used, n - used);
+    } else {
+        mp_buf_append(&c->in, p, n);
+        rc = handle_input(c, c->in.data, c->in.len, &used);
+        if (rc == MP_OK) {
+            mp_buf_consume(&c->in, used);
+            maybe_shrink(&c->in);
+        }
+    }
+    return rc;
+}
+
+/* TLS records in: decrypt into the worker's scratch buffer, handle the plaintext, and
+ * send what the session has to say (handshake answers first). */
+static int tls_input(conn *c, const uint8_t *p, size_t n) {
+    mp_buf *plain = &c->w->conns->tls_plain;
+    plain->len = 0;
+    int rc = tls_conn_input(c->tls, p, n, plain);
+    if (plain->len && c->state != CONN_CLOSING) {
+        int prc = stream_input(c, plain->data, plain->len);
+        if (rc == MP_OK) rc = prc;
+    }
+    if (plain->cap > IDLE_BUF_KEEP * 4) mp_buf_free(plain);
+    if (tls_conn_wire(c->tls)->len) conn_flush(c);
+    return rc == MP_ECLOSED ? MP_OK : rc;
+}
+
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     conn *c = s->data;
     if (nread < 0) {
@@ -299,20 +338,8 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     }
     if (nread == 0 || c->state == CONN_CLOSING) return;
     c->last_recv_ms = mp_mono_ms();
-    size_t used = 0;
-    int rc;
-    if (c->in.len == 0) {
-        rc = handle_input(c, (uint8_t *)buf->base, (size_t)nread, &used);
-        if (rc == MP_OK && used < (size_t)nread && c->state != CONN_CLOSING)
-            mp_buf_append(&c->in, buf->base + used, (size_t)nread - used);
-    } else {
-        mp_buf_append(&c->in, buf->base, (size_t)nread);
-        rc = handle_input(c, c->in.data, c->in.len, &used);
-        if (rc == MP_OK) {
-            mp_buf_consume(&c->in, used);
-            maybe_shrink(&c->in);
-        }
-    }
+    int rc = c->tls ? tls_input(c, (const uint8_t *)buf->base, (size_t)nread)
+                    : stream_input(c, (uint8_t *)buf->base, (size_t)nread);
     if (rc != MP_OK) conn_close(c, mp_strerror(rc));
     else if (c->state == CONN_AUTHING) uv_read_stop(s); /* conn_input_resume restarts it */
 }
@@ -355,6 +382,7 @@ static void on_closed(uv_handle_t *h) {
     mp_buf_free(&c->ws_data);
     mp_buf_free(&c->out);
     mp_buf_free(&c->wbuf);
+    tls_conn_free(c->tls);
     free(c);
 }
 
@@ -443,8 +471,14 @@ static void on_accept(uv_stream_t *server, int status) {
     }
     c->w = w;
     c->id = (++m->next_id << CONN_WORKER_BITS) | (uint64_t)w->index;
-    c->is_ws = (intptr_t)server->data != 0;
+    int kind = (int)(intptr_t)server->data;
+    c->is_ws = (kind & LISTEN_WS) != 0;
     c->state = c->is_ws ? CONN_WS_HANDSHAKE : CONN_PREAUTH;
+    if ((kind & LISTEN_TLS) && !(c->tls = tls_conn_new())) {
+        uv_close((uv_handle_t *)&c->tcp, (uv_close_cb)free);
+        atomic_fetch_sub(&g_total_conns, 1);
+        return;
+    }
     c->created_ms = c->last_recv_ms = mp_mono_ms();
     uv_tcp_nodelay(&c->tcp, 1);
     idmap_put(m->by_id, c->id, c);
@@ -464,7 +498,8 @@ static void mark_dirty(conn *c) {
 /* Over outBufferLimit (a client that does not read): drop the output and abort the
  * connection; 1 if so. */
 static int out_would_overflow(conn *c, size_t n) {
-    if (c->out.len + c->wbuf.len + n <= g_cfg->out_buffer_limit) return 0;
+    size_t queued = c->out.len + c->wbuf.len + (c->tls ? tls_conn_wire(c->tls)->len : 0);
+    if (queued + n <= g_cfg->out_buffer_limit) return 0;
     LOG_WARN("net", "conn=%llu uid=%s output over outBufferLimit=%llu: closing slow client",
              (unsigned long long)c->id, c->uid ? c->uid : "", (unsigned long long)g_cfg->out_buffer_limit);
     c->w->conns->slow_clients++;
@@ -523,21 +558,39 @@ static void on_write(uv_write_t *req, int status) {
         conn_really_close(c);
         return;
     }
-    if (c->out.len) conn_flush(c);
+    if (c->out.len || (c->tls && tls_conn_wire(c->tls)->len)) conn_flush(c);
     else if (c->state == CONN_CLOSING) conn_really_close(c);
+}
+
+/* The bytes that go to the socket: the output itself, or for TLS the records it was
+ * encrypted into (NULL if encryption failed: the connection is closed). */
+static mp_buf *wire_of(conn *c) {
+    if (!c->tls) return &c->out;
+    if (c->out.len) {
+        int rc = tls_conn_output(c->tls, c->out.data, c->out.len);
+        c->out.len = 0;
+        maybe_shrink(&c->out);
+        if (rc != MP_OK) {
+            conn_really_close(c);
+            return NULL;
+        }
+    }
+    return tls_conn_wire(c->tls);
 }
 
 static void conn_flush(conn *c) {
     if (c->writing || uv_is_closing((uv_handle_t *)&c->tcp)) return;
-    if (c->out.len == 0) {
+    mp_buf *src = wire_of(c);
+    if (!src) return;
+    if (src->len == 0) {
         if (c->state == CONN_CLOSING) conn_really_close(c);
         return;
     }
-    uv_buf_t b = uv_buf_init((char *)c->out.data, (unsigned)c->out.len);
+    uv_buf_t b = uv_buf_init((char *)src->data, (unsigned)src->len);
     int n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
-    if (n == (int)c->out.len) {
-        c->out.len = 0;
-        maybe_shrink(&c->out);
+    if (n == (int)src->len) {
+        src->len = 0;
+        maybe_shrink(src);
         if (c->state == CONN_CLOSING) conn_really_close(c);
         return;
     }
@@ -545,11 +598,11 @@ static void conn_flush(conn *c) {
         conn_really_close(c);
         return;
     }
-    if (n > 0) mp_buf_consume(&c->out, (size_t)n);
+    if (n > 0) mp_buf_consume(src, (size_t)n);
     mp_buf tmp = c->wbuf;
-    c->wbuf = c->out;
-    c->out = tmp;
-    c->out.len = 0;
+    c->wbuf = *src;
+    *src = tmp;
+    src->len = 0;
     c->writing = 1;
     c->wreq.data = c;
     b = uv_buf_init((char *)c->wbuf.data, (unsigned)c->wbuf.len);
@@ -647,9 +700,17 @@ int net_worker_start(worker *w, const mp_config *cfg) {
     int rc = start_listener(w, &m->tcp_listener, cfg->addr, 0);
     if (rc != MP_OK) return rc;
     m->have_tcp = 1;
-    rc = start_listener(w, &m->ws_listener, cfg->ws_addr, 1);
+    rc = start_listener(w, &m->ws_listener, cfg->ws_addr, LISTEN_WS);
     if (rc != MP_OK) return rc;
     m->have_ws = 1;
+    if (cfg->tls_addr[0]) {
+        if ((rc = start_listener(w, &m->tls_listener, cfg->tls_addr, LISTEN_TLS)) != MP_OK) return rc;
+        m->have_tls = 1;
+    }
+    if (cfg->wss_addr[0]) {
+        if ((rc = start_listener(w, &m->wss_listener, cfg->wss_addr, LISTEN_WS | LISTEN_TLS)) != MP_OK) return rc;
+        m->have_wss = 1;
+    }
     return MP_OK;
 }
 
@@ -669,6 +730,8 @@ void net_worker_stop(worker *w) {
     m->stopping = 1;
     if (m->have_tcp) uv_close((uv_handle_t *)&m->tcp_listener, NULL);
     if (m->have_ws) uv_close((uv_handle_t *)&m->ws_listener, NULL);
+    if (m->have_tls) uv_close((uv_handle_t *)&m->tls_listener, NULL);
+    if (m->have_wss) uv_close((uv_handle_t *)&m->wss_listener, NULL);
     uv_timer_stop(&m->sweep);
     uv_close((uv_handle_t *)&m->sweep, NULL);
     uv_check_stop(&m->flush);
@@ -679,6 +742,7 @@ void net_worker_stop(worker *w) {
 void net_worker_free(worker *w) {
     if (!w->conns) return;
     idmap_free(w->conns->by_id); /* connections were freed by their close callbacks */
+    mp_buf_free(&w->conns->tls_plain);
     free(w->conns);
     w->conns = NULL;
 }

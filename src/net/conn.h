@@ -34,6 +34,7 @@ typedef struct conn {
     uint64_t id;       /* unique in the process; conn_worker_of(id) is the owning worker */
     uint8_t state;
     uint8_t is_ws;
+    struct tls_conn *tls; /* tlsAddr / wssAddr connections (net/tls.h), else NULL */
     uint8_t writing;
     uint8_t dirty;
     struct conn *dirty_next;

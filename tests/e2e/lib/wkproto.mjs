@@ -9,6 +9,7 @@
 // does.
 
 import net from 'node:net';
+import tls from 'node:tls';
 import crypto from 'node:crypto';
 import { WebSocket } from 'ws';
 
@@ -334,11 +335,28 @@ class TcpTransport {
   end() { if (this.sock && !this.sock.destroyed) this.sock.end(); }
 }
 
-class WsTransport {
-  constructor(url) { this.url = url; this.kind = 'ws'; }
+/** The binary protocol over TLS (tlsAddr). tlsOpts: node tls.connect options (ca, minVersion...). */
+class TlsTransport extends TcpTransport {
+  constructor(host, port, tlsOpts) { super(host, port); this.kind = 'tls'; this.tlsOpts = tlsOpts; }
   open(onData, onClose) {
     return new Promise((resolve, reject) => {
-      const ws = new WebSocket(this.url, { perMessageDeflate: false, handshakeTimeout: 5000 });
+      const s = tls.connect({ host: this.host, port: this.port, ...this.tlsOpts });
+      this.sock = s;
+      s.setNoDelay(true);
+      let opened = false;
+      s.once('secureConnect', () => { opened = true; resolve(); });
+      s.on('data', (d) => onData(d, false));
+      s.on('error', (e) => { if (!opened) reject(e); });
+      s.on('close', () => onClose());
+    });
+  }
+}
+
+class WsTransport {
+  constructor(url, wsOpts = {}) { this.url = url; this.kind = 'ws'; this.wsOpts = wsOpts; }
+  open(onData, onClose) {
+    return new Promise((resolve, reject) => {
+      const ws = new WebSocket(this.url, { perMessageDeflate: false, handshakeTimeout: 5000, ...this.wsOpts });
       this.ws = ws;
       let opened = false;
       ws.on('open', () => { opened = true; resolve(); });
@@ -369,6 +387,8 @@ let idCounter = 0;
 export class WkClient {
   static tcp(port, opts = {}) { return new WkClient(new TcpTransport(opts.host ?? '127.0.0.1', port), opts); }
   static ws(port, opts = {}) { return new WkClient(new WsTransport(`ws://${opts.host ?? '127.0.0.1'}:${port}${opts.path ?? '/'}`), opts); }
+  static tls(port, tlsOpts, opts = {}) { return new WkClient(new TlsTransport(opts.host ?? '127.0.0.1', port, tlsOpts), opts); }
+  static wss(port, tlsOpts, opts = {}) { return new WkClient(new WsTransport(`wss://127.0.0.1:${port}/`, tlsOpts), opts); }
 
   constructor(transport, { autoAck = true, name } = {}) {
     this.transport = transport;
