@@ -69,21 +69,18 @@ static void add_user(const char *name, size_t nlen, const char *pwd, size_t plen
     u->access = perm_access(u->perm);
 }
 
-/* Entries "user:pwd:perm" split at commas outside [...]; the password runs from the first
- * colon to the last colon outside brackets (config.c has checked the shape). */
+/* Entries "user:pwd:perm" split at commas outside [...]: the user up to the first colon,
+ * the password up to the second, the permissions after it (they may hold colons, "*:r"). */
 static void parse_users(const char *v) {
     while (*v) {
-        const char *p = v, *last_colon = NULL;
-        int depth = 0;
-        for (; *p && (*p != ',' || depth); p++) {
+        const char *p = v;
+        for (int depth = 0; *p && (*p != ',' || depth); p++) {
             if (*p == '[') depth++;
             else if (*p == ']' && depth) depth--;
-            else if (*p == ':' && !depth) last_colon = p;
         }
-        const char *first = memchr(v, ':', (size_t)(p - v));
-        if (first && last_colon && last_colon > first)
-            add_user(v, (size_t)(first - v), first + 1, (size_t)(last_colon - first - 1), last_colon + 1,
-                     (size_t)(p - last_colon - 1));
+        const char *c1 = memchr(v, ':', (size_t)(p - v));
+        const char *c2 = c1 ? memchr(c1 + 1, ':', (size_t)(p - c1 - 1)) : NULL;
+        if (c2) add_user(v, (size_t)(c1 - v), c1 + 1, (size_t)(c2 - c1 - 1), c2 + 1, (size_t)(p - c2 - 1));
         v = *p ? p + 1 : p;
     }
     if (g.nusers == 0) add_user("guest", 5, "guest", 5, "*:r", 3); /* spec §4.8: read-only guest */

@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../common/log.h"
 #include "../common/metrics.h"
 #include "../core/im.h"
 #include "../core/presence.h"
@@ -187,6 +188,11 @@ static void write_process(mp_buf *o) {
     clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
     mt_family(o, "magpie_cpu_seconds_total", "counter", "CPU time used by the process (user + system).");
     mt_sample_f(o, "magpie_cpu_seconds_total", "", (double)ts.tv_sec + (double)ts.tv_nsec / 1e9);
+    uint64_t lines[5];
+    mp_log_counts(lines);
+    static const char *const levels[] = {"", "debug", "info", "warn", "error"};
+    mt_family(o, "magpie_log_lines_total", "counter", "Log lines written, by level (warn and error: GET /logs/recent).");
+    for (int i = MP_LOG_DEBUG; i <= MP_LOG_ERROR; i++) labelled(o, "magpie_log_lines_total", "level", levels[i], lines[i]);
     mt_family(o, "magpie_build_info", "gauge", "Always 1; the version is a label.");
     mt_sample(o, "magpie_build_info", "version=\"" MAGPIE_VERSION "\"", 1);
 }

@@ -392,18 +392,18 @@ static int check_tls_version(const char *v, char *err, size_t errlen) {
     return fail(err, errlen, "'%.64s' is not one of: 1.2, 1.3 (TLS 1.0 and 1.1 are not offered)", v);
 }
 
-/* "user:pwd:perm" entries separated by commas outside [...] (perm may be "[res:rw,...]"). */
+/* "user:pwd:perm" entries separated by commas outside [...] (perm may be "[res:rw,...]");
+ * the user and the password may not hold ':' or ','. */
 static int check_users(const char *v, char *err, size_t errlen) {
     while (*v) {
         const char *p = v;
-        int depth = 0, colons = 0;
-        for (; *p && (*p != ',' || depth); p++) {
+        for (int depth = 0; *p && (*p != ',' || depth); p++) {
             if (*p == '[') depth++;
             else if (*p == ']' && depth) depth--;
-            else if (*p == ':' && !depth) colons++;
         }
-        const char *first = memchr(v, ':', (size_t)(p - v));
-        if (colons < 2 || first == v || first[1] == ':')
+        const char *c1 = memchr(v, ':', (size_t)(p - v));
+        const char *c2 = c1 ? memchr(c1 + 1, ':', (size_t)(p - c1 - 1)) : NULL;
+        if (!c2 || c1 == v || c2 == c1 + 1 || c2 + 1 == p)
             return fail(err, errlen, "'%.*s' is not user:password:permissions", (int)(p - v > 64 ? 64 : p - v), v);
         v = *p ? p + 1 : p;
     }
