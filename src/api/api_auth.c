@@ -69,20 +69,12 @@ static void add_user(const char *name, size_t nlen, const char *pwd, size_t plen
     u->access = perm_access(u->perm);
 }
 
-/* Entries "user:pwd:perm" split at commas outside [...]: the user up to the first colon,
- * the password up to the second, the permissions after it (they may hold colons, "*:r"). */
+/* auth.users (checked at start-up by the config, so every entry parses). */
 static void parse_users(const char *v) {
-    while (*v) {
-        const char *p = v;
-        for (int depth = 0; *p && (*p != ',' || depth); p++) {
-            if (*p == '[') depth++;
-            else if (*p == ']' && depth) depth--;
-        }
-        const char *c1 = memchr(v, ':', (size_t)(p - v));
-        const char *c2 = c1 ? memchr(c1 + 1, ':', (size_t)(p - c1 - 1)) : NULL;
-        if (c2) add_user(v, (size_t)(c1 - v), c1 + 1, (size_t)(c2 - c1 - 1), c2 + 1, (size_t)(p - c2 - 1));
-        v = *p ? p + 1 : p;
-    }
+    mp_str name, pwd, perm, entry;
+    while (*v)
+        if (config_next_user(&v, &name, &pwd, &perm, &entry) == MP_OK)
+            add_user(name.p, name.len, pwd.p, pwd.len, perm.p, perm.len);
     if (g.nusers == 0) add_user("guest", 5, "guest", 5, "*:r", 3); /* spec §4.8: read-only guest */
 }
 

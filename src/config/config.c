@@ -392,21 +392,29 @@ static int check_tls_version(const char *v, char *err, size_t errlen) {
     return fail(err, errlen, "'%.64s' is not one of: 1.2, 1.3 (TLS 1.0 and 1.1 are not offered)", v);
 }
 
-/* "user:pwd:perm" entries separated by commas outside [...] (perm may be "[res:rw,...]");
- * the user and the password may not hold ':' or ','. */
-static int check_users(const char *v, char *err, size_t errlen) {
-    while (*v) {
-        const char *p = v;
-        for (int depth = 0; *p && (*p != ',' || depth); p++) {
-            if (*p == '[') depth++;
-            else if (*p == ']' && depth) depth--;
-        }
-        const char *c1 = memchr(v, ':', (size_t)(p - v));
-        const char *c2 = c1 ? memchr(c1 + 1, ':', (size_t)(p - c1 - 1)) : NULL;
-        if (!c2 || c1 == v || c2 == c1 + 1 || c2 + 1 == p)
-            return fail(err, errlen, "'%.*s' is not user:password:permissions", (int)(p - v > 64 ? 64 : p - v), v);
-        v = *p ? p + 1 : p;
+int config_next_user(const char **v, mp_str *user, mp_str *pwd, mp_str *perm, mp_str *entry) {
+    const char *s = *v, *p = s;
+    for (int depth = 0; *p && (*p != ',' || depth); p++) {
+        if (*p == '[') depth++;
+        else if (*p == ']' && depth) depth--;
     }
+    *entry = (mp_str){s, (uint32_t)(p - s)};
+    *v = *p ? p + 1 : p;
+    const char *c1 = memchr(s, ':', (size_t)(p - s));
+    const char *c2 = c1 ? memchr(c1 + 1, ':', (size_t)(p - c1 - 1)) : NULL;
+    if (!c2 || c1 == s || c2 == c1 + 1 || c2 + 1 == p) return MP_EINVAL;
+    *user = (mp_str){s, (uint32_t)(c1 - s)};
+    *pwd = (mp_str){c1 + 1, (uint32_t)(c2 - c1 - 1)};
+    *perm = (mp_str){c2 + 1, (uint32_t)(p - c2 - 1)};
+    return MP_OK;
+}
+
+static int check_users(const char *v, char *err, size_t errlen) {
+    mp_str user, pwd, perm, entry;
+    while (*v)
+        if (config_next_user(&v, &user, &pwd, &perm, &entry) != MP_OK)
+            return fail(err, errlen, "'%.*s' is not user:password:permissions", (int)(entry.len > 64 ? 64 : entry.len),
+                        entry.p);
     return MP_OK;
 }
 

@@ -113,5 +113,10 @@ void config_print_markdown(FILE *f);
 
 /* Split "scheme://host:port" or "host:port" into host (cap bytes) and port. */
 int config_parse_hostport(const char *addr, char *host, size_t cap, int *port);
+/* Split the next entry of an auth.users value at *v ("user:pwd:perm" entries separated by
+ * commas outside [...], so perm may be "[res:rw,...]") and advance *v past it. entry is the
+ * whole entry; user, pwd and perm are set only on MP_OK (MP_EINVAL: not user:pwd:perm).
+ * All are views into the value. */
+int config_next_user(const char **v, mp_str *user, mp_str *pwd, mp_str *perm, mp_str *entry);
 
 #endif

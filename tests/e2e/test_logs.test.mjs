@@ -12,6 +12,7 @@ const LINE = /^time=\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z level=(debug|info|war
 const deadPort = await freePort();
 const debug = useServer({ name: 'logs-debug', args: ['--logger.level=1', `--webhook.httpAddr=http://127.0.0.1:${deadPort}/hook`, '--webhook.focusEvents=user.onlinestatus'] });
 const warnOnly = useServer({ name: 'logs-warn', args: ['--logger.level=3'] });
+const infoLevel = useServer({ name: 'logs-info' }); // the default level, 2 (info)
 
 /** The server's own lines (the harness adds "=== ..." markers). */
 const serverLines = (h) => h.srv.log.split('\n').filter((l) => l && !l.startsWith('=== '));
@@ -60,4 +61,24 @@ warnOnly.test('logger.level=3 keeps info lines out, and messages never log at in
   await cb.waitRecv((p) => p.json?.content === 'q19');
   assert.equal(serverLines(warnOnly).length, before, 'no line for 20 messages, 2 logins');
   assert.ok(!serverLines(warnOnly).some((l) => / level=(info|debug) /.test(l)), 'no info line at level 3');
+});
+
+infoLevel.test('at the default level (info) messages, logins and API sends write no line', async () => {
+  assert.ok(serverLines(infoLevel).some((l) => / level=info comp=main msg="magpie ready"/.test(l)), 'info lines are on');
+  const before = serverLines(infoLevel).length;
+  const a = uid('li'); const b = uid('lj'); const g = uid('lg');
+  const cb = await infoLevel.login(b);
+  const ca = await infoLevel.login(a, { transport: 'ws' });
+  assert.equal((await infoLevel.srv.post('/channel', { channel_id: g, channel_type: 2, subscribers: [a, b] })).status, 200);
+  for (let i = 0; i < 50; i++) {
+    const ack = await ca.send({ channelId: i % 2 ? g : b, channelType: i % 2 ? 2 : 1, payload: { type: 1, content: `i${i}` } });
+    assert.equal(ack.reasonCode, 1);
+  }
+  const r = await infoLevel.srv.post('/message/send', { from_uid: a, channel_id: b, channel_type: 1, payload: Buffer.from('{"type":1,"content":"api"}').toString('base64') });
+  assert.equal(r.status, 200, r.text);
+  await cb.waitRecv((p) => p.json?.content === 'api');
+  ca.close(); cb.close();
+  await new Promise((res) => setTimeout(res, 200));
+  const added = serverLines(infoLevel).slice(before);
+  assert.deepEqual(added, [], 'no log line for 51 messages, 2 logins and 2 logouts');
 });

@@ -4,6 +4,7 @@
 // by type, connections by transport and device, the SENDACK latency and store histograms.
 
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
 import { useServer, uid } from './lib/harness.mjs';
 import { parseExposition, sampleValue, counterSamples } from './lib/prom.mjs';
 
@@ -148,4 +149,36 @@ h.test('connections are gauges by transport and device flag', async () => {
   }
   assert.equal(d(mid, 'magpie_connections', { transport: 'tcp' }), 0);
   assert.equal(d(mid, 'magpie_clients', { device: 'web' }), 0);
+});
+
+h.test('the Grafana dashboard (deploy/grafana/magpie.json) queries only series the server exports', async () => {
+  const dash = JSON.parse(fs.readFileSync(new URL('../../deploy/grafana/magpie.json', import.meta.url), 'utf8'));
+  const fam = await scrape();
+  const exported = new Set();
+  for (const [name, f] of fam) for (const s of f.samples) { exported.add(name); exported.add(s.name); }
+  const panels = dash.panels.filter((p) => p.type !== 'row');
+  assert.ok(panels.length >= 10, 'a dashboard, not a stub');
+  const used = new Set();
+  for (const p of panels) {
+    assert.ok(p.targets?.length > 0, `panel "${p.title}" has queries`);
+    for (const t of p.targets) {
+      const names = t.expr.match(/\bmagpie_[a-z0-9_]+/g) || [];
+      assert.ok(names.length > 0, `"${p.title}" queries a magpie series: ${t.expr}`);
+      for (const n of names) {
+        assert.ok(exported.has(n), `"${p.title}" queries ${n}, which /metrics does not export`);
+        used.add(n);
+      }
+      // every label matcher names a label the series really has
+      for (const [, n, body] of t.expr.matchAll(/(magpie_[a-z0-9_]+)\{([^}]*)\}/g)) {
+        const f = [...fam.values()].find((x) => x.samples.some((s) => s.name === n));
+        for (const [, label] of body.matchAll(/([a-z_]+)=~?"/g)) {
+          if (label === 'instance') continue; // added by Prometheus at scrape time
+          assert.ok(f.samples.some((s) => s.name === n && label in s.labels), `${n} has no label ${label}`);
+        }
+      }
+    }
+  }
+  for (const must of ['magpie_sendack_latency_seconds_bucket', 'magpie_store_commit_seconds_bucket', 'magpie_connections',
+    'magpie_sends_total', 'magpie_deliveries_total', 'magpie_queue_depth', 'magpie_webhook_events_total', 'magpie_memory_anon_bytes'])
+    assert.ok(used.has(must), `the dashboard shows ${must}`);
 });

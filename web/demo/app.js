@@ -202,8 +202,9 @@ async function connect(uid, token) {
 }
 
 async function login(uid, token) {
-  // device_flag 1 (web), level 1 (master): the token the SDK will present at CONNECT
-  await api('/user/token', { uid, token, device_flag: 1, device_level: 1 });
+  // device_flag 1 (web), level 0 (slave), as WuKongIM's demo: the SDK sends a new device_id on
+  // every connect, so a master login in a second tab would kick the first (http-api.md §5.2)
+  await api('/user/token', { uid, token, device_flag: 1, device_level: 0 });
   state.uid = uid;
   localStorage.setItem(STORE_KEY, JSON.stringify({ uid, token }));
   $('#me').textContent = uid;
