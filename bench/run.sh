@@ -16,7 +16,7 @@ BUILD_DIR=${BUILD_DIR:-build}
 SERVER="$BUILD_DIR/magpie"
 BENCH="$BUILD_DIR/bench/magpie-bench"
 DATA=$(mktemp -d /tmp/magpie-bench-data.XXXXXX)
-PORTS=(--addr=127.0.0.1:15100 --wsAddr=127.0.0.1:15200 --httpAddr=127.0.0.1:15001)
+PORTS=(--addr=127.0.0.1:15100 --wsAddr=127.0.0.1:15200 --httpAddr=127.0.0.1:15001 --manager.on=false --demo.on=false)
 HALF_RATE=${HALF_RATE:-50000}
 pid=
 

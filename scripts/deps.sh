@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Install the Debian packages Magpie needs to build and test (only the missing ones).
+# Install the Debian packages Magpie needs to build and test (only the missing ones);
+# chromium is for the browser tests of the monitor UI and the chat demo (tests/e2e).
 set -euo pipefail
 PKGS=(build-essential cmake pkg-config libuv1-dev libssl-dev liblmdb-dev libjansson-dev libyaml-dev
-      libh2o-dev zlib1g-dev libcurl4-openssl-dev openssl libcmocka-dev)
+      libh2o-dev zlib1g-dev libcurl4-openssl-dev openssl libcmocka-dev chromium)
 command -v node >/dev/null 2>&1 || PKGS+=(nodejs)
 command -v npm >/dev/null 2>&1 || PKGS+=(npm)
 missing=()

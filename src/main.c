@@ -116,7 +116,7 @@ static void on_signal(uv_signal_t *h, int signum) {
     static int stopping;
     if (stopping) return;
     stopping = 1;
-    LOG_INFO("main", "signal %d: shutting down", signum);
+    LOG_INFO("main", "shutting down signal=%d", signum);
     api_stop();
     g_net_left = workers_count();
     for (int i = 0; i < workers_count(); i++) worker_post(i, stop_net, NULL);
@@ -153,7 +153,7 @@ int main(int argc, char **argv) {
     so.map_size = cfg.store_map_size;
     store *st;
     if ((rc = store_open(&so, &st)) != MP_OK) {
-        LOG_ERROR("main", "cannot open store in %s: %s", cfg.data_dir, mp_strerror(rc));
+        LOG_ERROR("main", "cannot open store err=\"%s\" dataDir=%s", mp_strerror(rc), cfg.data_dir);
         config_free(&cfg);
         return 1;
     }
@@ -171,13 +171,13 @@ int main(int argc, char **argv) {
         webhook_worker_start(w);
         chan_init(w);
         if (net_worker_start(w, &cfg) != MP_OK) {
-            LOG_ERROR("main", "cannot start listeners (addr=%s wsAddr=%s)", cfg.addr, cfg.ws_addr);
+            LOG_ERROR("main", "cannot start listeners addr=%s wsAddr=%s", cfg.addr, cfg.ws_addr);
             return 1;
         }
     }
     worker *w0 = worker_get(0);
     if (api_start(&w0->loop, &cfg) != MP_OK) {
-        LOG_ERROR("main", "cannot start the HTTP API on %s", cfg.http_addr);
+        LOG_ERROR("main", "cannot start the HTTP API httpAddr=%s", cfg.http_addr);
         return 1;
     }
     uv_signal_init(&w0->loop, &g_sigint);
@@ -190,7 +190,7 @@ int main(int argc, char **argv) {
     LOG_INFO("main", "magpie ready tcp=%s ws=%s http=%s workers=%d dataDir=%s durability=%s tokenAuthOn=%d",
              cfg.addr, cfg.ws_addr, cfg.http_addr, nworkers, cfg.data_dir, cfg.durability, cfg.token_auth_on);
     if (tls_enabled())
-        LOG_INFO("main", "TLS on: tls=%s wss=%s https=%s minVersion=%s", cfg.tls_addr[0] ? cfg.tls_addr : "off",
+        LOG_INFO("main", "TLS on tls=%s wss=%s https=%s minVersion=%s", cfg.tls_addr[0] ? cfg.tls_addr : "off",
                  cfg.wss_addr[0] ? cfg.wss_addr : "off", cfg.https_addr[0] ? cfg.https_addr : "off", cfg.tls_min_version);
     workers_run();
     workers_destroy_begin(); /* join workers 1.. before the store goes away */

@@ -433,8 +433,10 @@ static void varz_reply(varz_ctx *v, json_t *conns) {
     json_object_set(o, "ws_addr", json_object_get(addrs, "ws_addr"));
     json_object_set(o, "wss_addr", json_object_get(addrs, "wss_addr"));
     json_decref(addrs);
-    json_object_set_new(o, "manager_addr", json_string("")); /* no manager server */
-    json_object_set_new(o, "manager_on", json_integer(0));
+    char mgr[320];
+    api_manager_addr(mgr, sizeof mgr);
+    json_object_set_new(o, "manager_addr", ju_string(mp_str_c(mgr)));
+    json_object_set_new(o, "manager_on", json_integer(cfg->manager_on ? 1 : 0));
     json_object_set_new(o, "commit", json_string(""));
     json_object_set_new(o, "commit_date", json_string(""));
     json_object_set_new(o, "tree_state", json_string(""));

@@ -18,6 +18,15 @@ void api_docs_health(api_req *r);
  * API's own base URL "http://ip:port" (both derived as /route derives them). */
 void api_client_addrs(int intranet, json_t *o);
 void api_url(char *out, size_t cap);
+/* The manager server's address as /varz reports it ("" when manager.on is false). */
+void api_manager_addr(char *out, size_t cap);
+
+/* api_metrics.c: GET /metrics (manager port), and the collectors of the datasource and
+ * webhook counters, registered once by api_metrics_init (from api_start). */
+void api_metrics(api_req *r);
+void api_metrics_init(void);
+/* api_logs.c: GET /logs/recent (manager port): the last warn/error lines. */
+void api_logs_recent(api_req *r);
 
 /* api_ops.c: online status, connection admin, /varz and /connz, plugin number */
 void api_user_onlinestatus(api_req *r);

@@ -47,7 +47,19 @@ void api_client_addrs(int intranet, json_t *o) {
     json_object_set_new(o, "wss_addr", ju_string(mp_str_c(wss)));
 }
 
-void api_url(char *out, size_t cap) { derive_addr(api_cfg(), api_cfg()->http_addr, "http://", out, cap); }
+void api_url(char *out, size_t cap) {
+    const mp_config *cfg = api_cfg();
+    if (cfg->external_api_url && cfg->external_api_url[0]) snprintf(out, cap, "%s", cfg->external_api_url);
+    else derive_addr(cfg, cfg->http_addr, "http://", out, cap);
+}
+
+void api_manager_addr(char *out, size_t cap) {
+    const mp_config *cfg = api_cfg();
+    out[0] = '\0';
+    if (!cfg->manager_on) return;
+    if (cfg->external_manager_addr && cfg->external_manager_addr[0]) snprintf(out, cap, "%s", cfg->external_manager_addr);
+    else derive_addr(cfg, cfg->manager_addr, "", out, cap);
+}
 
 /* Fill tcp/ws/wss addresses as /route answers them (intranet: only tcp_addr). */
 static void route_addrs(api_req *r, json_t *o) {

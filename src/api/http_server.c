@@ -1,6 +1,10 @@
-/* http_server.c - the HTTP API server: a libuv listener feeding libh2o's HTTP/1.1
- * connections, the per-request middleware of WuKongIM's gin server (manager token, CORS,
- * OPTIONS preflight, 404), the route table, and the api_req request/answer helpers.
+/* http_server.c - the HTTP servers: libuv listeners feeding libh2o's HTTP/1.1
+ * connections, the per-request middleware of WuKongIM's gin servers (manager token, CORS,
+ * OPTIONS preflight, 404), the route tables, and the api_req request/answer helpers.
+ *
+ * Three sites share one h2o context, each with its own listener and host: the API
+ * (httpAddr, httpsAddr), the manager/monitor server (manager.addr: /metrics, /web/, login,
+ * and the API's routes behind a JWT or the manager token) and the chat demo (demo.addr).
  *
  * Why h2o is driven by hand here: h2o 2.2.5 owns each connection, but has no graceful
  * shutdown for HTTP/1 and its h2o_context_dispose() runs a nested uv_run(), which must not
@@ -18,8 +22,10 @@
 
 #include "../common/log.h"
 #include "../net/tls.h"
+#include "api_auth.h"
 #include "api_req.h"
 #include "api_routes.h"
+#include "api_static.h"
 #include "json_util.h"
 
 #define API_HEADER_LIMIT (16 * 1024)
@@ -111,22 +117,49 @@ static const api_route_def g_routes[] = {
     {"POST", "/conversation/syncMessages", api_conversation_sync_messages},
     {"POST", "/conversation/channels", api_conversation_channels},
     {"POST", "/conversation/syncByChannels", api_conversation_sync_by_channels},
+    {"POST", "/manager/login", api_manager_login},
 };
+
+/* Routes of the manager port only (the API's routes are there too, behind its auth). */
+static const api_route_def g_manager_routes[] = {
+    {"GET", "/metrics", api_metrics},
+    {"GET", "/logs/recent", api_logs_recent},
+};
+
+/* POSTs that only read: a read-only manager user (guest) may call them on the manager port. */
+static const char *const g_read_only_posts[] = {
+    "/user/onlinestatus",   "/channel/messagesync",       "/messages",
+    "/message",             "/conversation/sync",         "/conversation/syncMessages",
+    "/conversation/channels", "/conversation/syncByChannels", "/route/batch",
+    "/manager/login",
+};
+
+enum site { SITE_API, SITE_MANAGER, SITE_DEMO, SITE_COUNT };
+enum listener_kind { L_HTTP, L_HTTPS, L_MANAGER, L_DEMO, L_COUNT };
+
+/* The handler of one site's host: on_req learns its site from it. */
+typedef struct site_handler {
+    h2o_handler_t super;
+    int site;
+} site_handler;
+
+typedef struct listener {
+    uv_tcp_t tcp;
+    int open;
+    h2o_accept_ctx_t accept; /* the site's host; with the TLS context for httpsAddr */
+    h2o_hostconf_t *hosts[2];
+} listener;
 
 static struct {
     const mp_config *cfg;
     uv_loop_t *loop;
     h2o_globalconf_t config;
     h2o_context_t ctx;
-    h2o_accept_ctx_t accept;
-    h2o_accept_ctx_t tls_accept; /* httpsAddr: the same, with the TLS context */
-    uv_tcp_t listener;
-    uv_tcp_t tls_listener;
-    int tls_listening;
+    h2o_hostconf_t *hosts[SITE_COUNT];
+    listener listeners[L_COUNT];
     uv_timer_t grace;  /* shutdown: answers what is still pending after API_STOP_GRACE_MS */
     int config_live;   /* config initialized, not yet disposed */
     int ctx_live;      /* context initialized, not yet released */
-    int listening;     /* listener open */
     int stopping;
     api_conn *conns;   /* open connections */
     size_t nconns;
@@ -155,6 +188,7 @@ static const char *reason_phrase(int status) {
     switch (status) {
     case 200: return "OK";
     case 204: return "No Content";
+    case 302: return "Found";
     case 400: return "Bad Request";
     case 401: return "Unauthorized";
     case 403: return "Forbidden";
@@ -297,6 +331,22 @@ void api_reply_text(api_req *r, int status, const char *content_type, mp_str bod
 
 void api_reply_empty(api_req *r, int status) { send_answer(r, status, NULL, NULL, 0, 1); }
 
+/* 302 to location (copied into the request's pool). */
+static void reply_redirect(api_req *r, const char *location) {
+    if (r->req) {
+        h2o_iovec_t loc = h2o_strdup(&r->req->pool, location, SIZE_MAX);
+        h2o_add_header(&r->req->pool, &r->req->res.headers, H2O_TOKEN_LOCATION, NULL, loc.base, loc.len);
+    }
+    send_answer(r, 302, "text/plain", "", 0, 1);
+}
+
+/* The manager port's failures: 401/403 {"error":"..."}. */
+static void reply_auth_error(api_req *r, int status, const char *why) {
+    json_t *o = json_object();
+    json_object_set_new(o, "error", json_string(why));
+    api_reply_json(r, status, o);
+}
+
 /* ---- request accessors ------------------------------------------------------------------ */
 
 mp_str api_req_body(const api_req *r) {
@@ -427,24 +477,110 @@ static int token_ok(const h2o_req_t *req) {
     return diff == 0;
 }
 
+static const api_route_def *find_in(const api_route_def *tab, size_t n, h2o_iovec_t method, h2o_iovec_t path);
+
 static const api_route_def *find_route(h2o_iovec_t method, h2o_iovec_t path) {
-    for (size_t i = 0; i < MP_ARRAY_LEN(g_routes); i++) {
-        const api_route_def *rt = &g_routes[i];
-        if (h2o_memis(path.base, path.len, rt->path, strlen(rt->path)) &&
-            h2o_memis(method.base, method.len, rt->method, strlen(rt->method)))
-            return rt;
-    }
+    return find_in(g_routes, MP_ARRAY_LEN(g_routes), method, path);
+}
+
+static const api_route_def *find_in(const api_route_def *tab, size_t n, h2o_iovec_t method, h2o_iovec_t path) {
+    for (size_t i = 0; i < n; i++)
+        if (h2o_memis(path.base, path.len, tab[i].path, strlen(tab[i].path)) &&
+            h2o_memis(method.base, method.len, tab[i].method, strlen(tab[i].method)))
+            return &tab[i];
     return NULL;
 }
 
+static int has_prefix(h2o_iovec_t path, const char *prefix) {
+    size_t n = strlen(prefix);
+    return path.len >= n && memcmp(path.base, prefix, n) == 0;
+}
+
+static int is_read_only(h2o_iovec_t method, h2o_iovec_t path) {
+    if (h2o_memis(method.base, method.len, H2O_STRLIT("GET"))) return 1;
+    for (size_t i = 0; i < MP_ARRAY_LEN(g_read_only_posts); i++)
+        if (h2o_memis(path.base, path.len, g_read_only_posts[i], strlen(g_read_only_posts[i]))) return 1;
+    return 0;
+}
+
+static mp_str header_value(const h2o_req_t *req, const char *name) {
+    ssize_t i = h2o_find_header_by_str(&req->headers, name, strlen(name), -1);
+    if (i < 0) return (mp_str){"", 0};
+    return (mp_str){req->headers.entries[i].value.base, (uint32_t)req->headers.entries[i].value.len};
+}
+
+/* The path after prefix (a view into the request). */
+static mp_str path_rest(h2o_iovec_t path, const char *prefix) {
+    size_t n = strlen(prefix);
+    return (mp_str){path.base + n, (uint32_t)(path.len - n)};
+}
+
+/* Manager port (spec §4.8): /web*, /metrics* and /manager/login are public; everything else
+ * needs the manager token or a JWT, and a read-only user only gets the reading routes. */
+static void route_manager(api_req *r, h2o_req_t *req) {
+    h2o_iovec_t path = req->path_normalized;
+    if (h2o_memis(path.base, path.len, H2O_STRLIT("/")) || h2o_memis(path.base, path.len, H2O_STRLIT("/web"))) {
+        reply_redirect(r, "/web/");
+        return;
+    }
+    if (has_prefix(path, "/web/")) {
+        api_static_serve(r, "monitor", path_rest(path, "/web/"));
+        return;
+    }
+    const api_route_def *rt = find_in(g_manager_routes, MP_ARRAY_LEN(g_manager_routes), req->method, path);
+    if (!rt) rt = find_in(g_routes, MP_ARRAY_LEN(g_routes), req->method, path);
+    int is_public = has_prefix(path, "/metrics") || h2o_memis(path.base, path.len, H2O_STRLIT("/manager/login"));
+    if (!is_public) {
+        mp_str authz = header_value(req, "authorization");
+        if (authz.len == 0) api_req_query(r, "Authorization", &authz);
+        const char *why = "unauthorized";
+        int access = api_auth_check(header_value(req, "token"), authz, &why);
+        if (access == API_ACCESS_NONE) {
+            reply_auth_error(r, 401, why);
+            return;
+        }
+        if (rt && access == API_ACCESS_READ && !is_read_only(req->method, path)) {
+            reply_auth_error(r, 403, "this user may only read");
+            return;
+        }
+    }
+    if (!rt) {
+        api_reply_text(r, 404, "text/plain", MP_STR("404 page not found"));
+        return;
+    }
+    rt->fn(r);
+}
+
+/* Demo port (spec §1): "/" goes to the SPA with the API's URL; /chatdemo serves it. */
+static void route_demo(api_req *r, h2o_req_t *req) {
+    h2o_iovec_t path = req->path_normalized;
+    if (h2o_memis(path.base, path.len, H2O_STRLIT("/"))) {
+        char url[320], loc[1024];
+        api_url(url, sizeof url);
+        h2o_iovec_t enc = h2o_uri_escape(&req->pool, url, strlen(url), NULL);
+        snprintf(loc, sizeof loc, "/chatdemo?apiurl=%.*s", (int)enc.len, enc.base);
+        reply_redirect(r, loc);
+        return;
+    }
+    if (h2o_memis(path.base, path.len, H2O_STRLIT("/chatdemo"))) {
+        api_static_serve(r, "demo", (mp_str){"", 0});
+        return;
+    }
+    if (has_prefix(path, "/chatdemo/")) {
+        api_static_serve(r, "demo", path_rest(path, "/chatdemo/"));
+        return;
+    }
+    api_reply_text(r, 404, "text/plain", MP_STR("404 page not found"));
+}
+
 static int on_req(h2o_handler_t *self, h2o_req_t *req) {
-    (void)self;
+    int site = ((site_handler *)self)->site;
     api_req *r = api_req_new(req);
     if (header_bytes(req) > API_HEADER_LIMIT) {
         api_reply_error(r, 431, "request headers too large (limit %d bytes)", API_HEADER_LIMIT);
         return 0;
     }
-    if (!token_ok(req)) {
+    if (site == SITE_API && !token_ok(req)) {
         send_answer(r, 401, NULL, NULL, 0, 0);
         return 0;
     }
@@ -454,6 +590,14 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req) {
     }
     if (h2o_memis(req->method.base, req->method.len, H2O_STRLIT("OPTIONS"))) {
         api_reply_empty(r, 204);
+        return 0;
+    }
+    if (site == SITE_MANAGER) {
+        route_manager(r, req);
+        return 0;
+    }
+    if (site == SITE_DEMO) {
+        route_demo(r, req);
         return 0;
     }
     const api_route_def *rt = find_route(req->method, req->path_normalized);
@@ -562,14 +706,14 @@ static void conn_stop(api_conn *c) {
     if (uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0) shutdown(fd, SHUT_RD);
 }
 
-static void on_accept(uv_stream_t *listener, int status) {
+static void on_accept(uv_stream_t *server, int status) {
     if (status < 0) {
         LOG_DEBUG("api", "accept failed: %s", uv_strerror(status));
         return;
     }
     api_conn *c = mp_calloc(1, sizeof *c);
-    uv_tcp_init(listener->loop, &c->tcp);
-    if (uv_accept(listener, (uv_stream_t *)&c->tcp) != 0) {
+    uv_tcp_init(server->loop, &c->tcp);
+    if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0) {
         uv_close((uv_handle_t *)&c->tcp, on_unaccepted_closed);
         return;
     }
@@ -579,7 +723,7 @@ static void on_accept(uv_stream_t *listener, int status) {
     g.conns = c;
     g.nconns++;
     h2o_socket_t *sock = h2o_uv_socket_create((uv_stream_t *)&c->tcp, on_conn_closed);
-    h2o_accept(listener == (uv_stream_t *)&g.tls_listener ? &g.tls_accept : &g.accept, sock);
+    h2o_accept(&((listener *)server)->accept, sock); /* tcp is the first member of listener */
 }
 
 /* ---- lifecycle --------------------------------------------------------------------------- */
@@ -590,8 +734,8 @@ static void ctx_release(void) {
     if (!g.ctx_live) return;
     g.ctx_live = 0;
     uv_close((uv_handle_t *)&g.grace, NULL);
-    SSL_CTX_free(g.tls_accept.ssl_ctx); /* our reference; NULL without httpsAddr */
-    g.tls_accept.ssl_ctx = NULL;
+    SSL_CTX_free(g.listeners[L_HTTPS].accept.ssl_ctx); /* our reference; NULL without httpsAddr */
+    g.listeners[L_HTTPS].accept.ssl_ctx = NULL;
     h2o_context_t *ctx = &g.ctx;
     for (size_t i = 0; g.config.hosts[i] != NULL; i++) {
         h2o_hostconf_t *host = g.config.hosts[i];
@@ -622,11 +766,11 @@ static void ctx_release(void) {
     }
 }
 
-static int bind_listener(uv_tcp_t *l, int *listening, const char *addr) {
+static int bind_listener(listener *l, int site, const char *addr) {
     char host[256];
     int port = 0;
     if (config_parse_hostport(addr, host, sizeof host, &port) != MP_OK || port <= 0 || port > 65535) {
-        LOG_ERROR("api", "invalid listener address \"%s\"", addr);
+        LOG_ERROR("api", "invalid listener address addr=\"%s\"", addr);
         return MP_EINVAL;
     }
     const char *h = host[0] ? host : "0.0.0.0";
@@ -636,80 +780,106 @@ static int bind_listener(uv_tcp_t *l, int *listening, const char *addr) {
     struct addrinfo *ai = NULL;
     int gai = getaddrinfo(h, service, &hints, &ai); /* start-up only: a blocking lookup is fine */
     if (gai != 0 || !ai) {
-        LOG_ERROR("api", "cannot resolve host \"%s\": %s", h, gai_strerror(gai));
+        LOG_ERROR("api", "cannot resolve host host=\"%s\" err=\"%s\"", h, gai_strerror(gai));
         return MP_EINVAL;
     }
-    uv_tcp_init(g.loop, l);
-    *listening = 1;
-    int rc = uv_tcp_bind(l, ai->ai_addr, 0);
+    l->hosts[0] = g.hosts[site];
+    l->hosts[1] = NULL;
+    l->accept.ctx = &g.ctx;
+    l->accept.hosts = l->hosts;
+    uv_tcp_init(g.loop, &l->tcp);
+    l->open = 1;
+    int rc = uv_tcp_bind(&l->tcp, ai->ai_addr, 0);
     freeaddrinfo(ai);
-    if (rc == 0) rc = uv_listen((uv_stream_t *)l, API_BACKLOG, on_accept);
+    if (rc == 0) rc = uv_listen((uv_stream_t *)&l->tcp, API_BACKLOG, on_accept);
     if (rc != 0) {
-        LOG_ERROR("api", "cannot listen on %s: %s", addr, uv_strerror(rc));
+        LOG_ERROR("api", "cannot listen addr=%s err=\"%s\"", addr, uv_strerror(rc));
         return MP_EIO;
     }
     return MP_OK;
 }
 
+/* One h2o host per site, each with the request handler and the error-body filter. */
+static void register_site(int site, const char *name) {
+    h2o_hostconf_t *host = h2o_config_register_host(&g.config, h2o_iovec_init(name, strlen(name)), 65535);
+    h2o_pathconf_t *path = h2o_config_register_path(host, "/", 0);
+    site_handler *handler = (site_handler *)h2o_create_handler(path, sizeof *handler);
+    handler->super.on_req = on_req;
+    handler->site = site;
+    h2o_filter_t *filter = h2o_create_filter(&host->fallback_path, sizeof *filter);
+    filter->on_setup_ostream = err_on_setup_ostream;
+    g.hosts[site] = host;
+}
+
+static int start_listeners(const mp_config *cfg) {
+    int rc = bind_listener(&g.listeners[L_HTTP], SITE_API, cfg->http_addr);
+    if (rc == MP_OK && cfg->https_addr[0]) {
+        g.listeners[L_HTTPS].accept.ssl_ctx = tls_ctx_acquire();
+        rc = bind_listener(&g.listeners[L_HTTPS], SITE_API, cfg->https_addr);
+    }
+    if (rc == MP_OK && cfg->manager_on) rc = bind_listener(&g.listeners[L_MANAGER], SITE_MANAGER, cfg->manager_addr);
+    if (rc == MP_OK && cfg->demo_on) rc = bind_listener(&g.listeners[L_DEMO], SITE_DEMO, cfg->demo_addr);
+    return rc;
+}
+
 int api_start(uv_loop_t *loop, const mp_config *cfg) {
-    MP_ASSERT(!g.config_live && !g.ctx_live && !g.listening);
+    MP_ASSERT(!g.config_live && !g.ctx_live);
     g.cfg = cfg;
     g.loop = loop;
     g.stopping = 0;
+    char err[256];
+    if (api_auth_init(cfg, err, sizeof err) != MP_OK) {
+        LOG_ERROR("api", "manager auth: %s", err);
+        return MP_EIO;
+    }
+    api_static_init(cfg);
+    api_metrics_init();
 
     h2o_config_init(&g.config);
     g.config_live = 1;
     g.config.server_name = h2o_iovec_init(H2O_STRLIT("magpie"));
     g.config.max_request_entity_size = cfg->http_body_limit;
     g.config.http1.upgrade_to_http2 = 0;
-    h2o_hostconf_t *host = h2o_config_register_host(&g.config, h2o_iovec_init(H2O_STRLIT("default")), 65535);
-    h2o_pathconf_t *path = h2o_config_register_path(host, "/", 0);
-    h2o_handler_t *handler = h2o_create_handler(path, sizeof *handler);
-    handler->on_req = on_req;
-    h2o_filter_t *filter = h2o_create_filter(&host->fallback_path, sizeof *filter);
-    filter->on_setup_ostream = err_on_setup_ostream;
+    register_site(SITE_API, "api");
+    register_site(SITE_MANAGER, "manager");
+    register_site(SITE_DEMO, "demo");
 
     h2o_context_init(&g.ctx, loop, &g.config);
     g.ctx_live = 1;
     uv_timer_init(loop, &g.grace);
     uv_unref((uv_handle_t *)&g.grace); /* open connections keep the loop alive, not this */
-    g.accept.ctx = &g.ctx;
-    g.accept.hosts = g.config.hosts;
 
-    int rc = bind_listener(&g.listener, &g.listening, cfg->http_addr);
-    if (rc == MP_OK && cfg->https_addr[0]) {
-        g.tls_accept = g.accept;
-        g.tls_accept.ssl_ctx = tls_ctx_acquire();
-        rc = bind_listener(&g.tls_listener, &g.tls_listening, cfg->https_addr);
-    }
+    int rc = start_listeners(cfg);
     if (rc != MP_OK) {
         api_stop();
         return rc;
     }
-    LOG_INFO("api", "HTTP API listening on %s%s%s", cfg->http_addr, cfg->https_addr[0] ? " https=" : "",
-             cfg->https_addr);
+    LOG_INFO("api", "HTTP listening http=%s https=%s manager=%s demo=%s", cfg->http_addr,
+             cfg->https_addr[0] ? cfg->https_addr : "off", cfg->manager_on ? cfg->manager_addr : "off",
+             cfg->demo_on ? cfg->demo_addr : "off");
     return MP_OK;
 }
 
 void api_tls_reload(void) {
-    if (!g.tls_accept.ssl_ctx) return;
-    SSL_CTX *old = g.tls_accept.ssl_ctx;
-    g.tls_accept.ssl_ctx = tls_ctx_acquire(); /* h2o's sessions hold their own references */
+    h2o_accept_ctx_t *a = &g.listeners[L_HTTPS].accept;
+    if (!a->ssl_ctx) return;
+    SSL_CTX *old = a->ssl_ctx;
+    a->ssl_ctx = tls_ctx_acquire(); /* h2o's sessions hold their own references */
     SSL_CTX_free(old);
 }
 
 void api_stop(void) {
-    if (g.stopping || (!g.ctx_live && !g.listening)) return;
+    int any_open = 0;
+    for (int i = 0; i < L_COUNT; i++) any_open |= g.listeners[i].open;
+    if (g.stopping || (!g.ctx_live && !any_open)) return;
     g.stopping = 1;
     api_cmd_free(); /* requests read from now on get 503 */
     api_stream_stop();
-    if (g.listening) {
-        g.listening = 0;
-        uv_close((uv_handle_t *)&g.listener, NULL);
-    }
-    if (g.tls_listening) {
-        g.tls_listening = 0;
-        uv_close((uv_handle_t *)&g.tls_listener, NULL);
+    api_auth_free();
+    for (int i = 0; i < L_COUNT; i++) {
+        if (!g.listeners[i].open) continue;
+        g.listeners[i].open = 0;
+        uv_close((uv_handle_t *)&g.listeners[i].tcp, NULL);
     }
     for (api_conn *c = g.conns; c; c = c->next) conn_stop(c);
     if (g.pending) uv_timer_start(&g.grace, on_grace, API_STOP_GRACE_MS, 0);

@@ -4,6 +4,7 @@
 
 #include "../common/log.h"
 #include "../common/map.h"
+#include "../common/metrics.h"
 #include "../core/presence.h"
 #include "../core/sysuid.h"
 #include "../integ/datasource.h"
@@ -397,11 +398,13 @@ typedef struct ack_reply {
     uint64_t seq;
     uint32_t client_seq;
     uint8_t flags, reason;
+    uint64_t decoded_ns;
 } ack_reply;
 
 static void do_ack_reply(worker *w, void *arg) {
     ack_reply *a = arg;
-    session_sendack(w, a->conn_id, a->flags, a->message_id, a->client_seq, a->seq, a->reason);
+    if (session_sendack(w, a->conn_id, a->flags, a->message_id, a->client_seq, a->seq, a->reason) && a->decoded_ns)
+        mt_hist_observe(&mt_worker_slot(w->index)->sendack_latency, &mt_latency_bounds, uv_hrtime() - a->decoded_ns);
     free(a);
 }
 
@@ -420,7 +423,7 @@ static void reply_with(const chan_send *r, uint8_t reason, int64_t message_id, u
         worker_post(r->origin_worker, do_api_reply, a);
     } else if (r->conn_id) {
         ack_reply *a = mp_malloc(sizeof *a);
-        *a = (ack_reply){r->conn_id, message_id, seq, r->client_seq, r->ack_flags, reason};
+        *a = (ack_reply){r->conn_id, message_id, seq, r->client_seq, r->ack_flags, reason, r->decoded_ns};
         worker_post(r->origin_worker, do_ack_reply, a);
     }
 }
@@ -635,7 +638,7 @@ static void do_committed(worker *w, void *arg) {
         deliver(c, &op->r, m);
         if (webhook_wants(WEBHOOK_NOTIFY)) webhook_msg_notify(m);
     } else {
-        LOG_ERROR("channel", "store append failed for seq %llu: %s", (unsigned long long)m->f.seq,
+        LOG_ERROR("channel", "store append failed seq=%llu err=\"%s\"", (unsigned long long)m->f.seq,
                   mp_strerror(op->status));
         /* The writer is FIFO and append checks seq == last + 1, so every op of this epoch
          * queued behind this one fails too: rewind once, to just before the first failure. */

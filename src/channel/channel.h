@@ -18,6 +18,7 @@ typedef struct chan_send {
     uint64_t conn_id;
     uint32_t client_seq;
     uint8_t ack_flags;   /* SEND header flags, echoed in SENDACK */
+    uint64_t decoded_ns; /* uv_hrtime() when the SEND was decoded (SENDACK latency metric) */
     int from_api;        /* system device: skips sender checks */
     im_done_fn done;
     void *ctx;

@@ -51,6 +51,7 @@ static int check_on_failure(const char *v, char *err, size_t errlen);
 static int check_grpc_unsupported(const char *v, char *err, size_t errlen);
 static int check_focus_events(const char *v, char *err, size_t errlen);
 static int check_tls_version(const char *v, char *err, size_t errlen);
+static int check_users(const char *v, char *err, size_t errlen);
 
 #define F(field) offsetof(mp_config, field)
 #define SEC ((uint64_t)1000)
@@ -74,6 +75,19 @@ static const opt options[] = {
      "Secure WebSocket listener, host:port (e.g. 0.0.0.0:5210; wss:// accepted); empty = off."},
     {"httpsAddr", OPT_STRING, F(https_addr), "", 0, 0, check_hostport_or_empty,
      "HTTPS listener for the HTTP API (e.g. 0.0.0.0:5443); empty = off."},
+    {"manager.on", OPT_BOOL, F(manager_on), "true", 0, 0, NULL,
+     "Run the monitor server on manager.addr: Prometheus /metrics, /varz, /connz, /manager/login, "
+     "recent errors and the monitor web UI at /web/ (docs/monitoring.md)."},
+    {"manager.addr", OPT_STRING, F(manager_addr), "0.0.0.0:5300", 0, 0, check_hostport,
+     "Monitor server listener, host:port. Only /metrics, /web and /manager/login are public; the "
+     "rest needs the managerToken header or a JWT from /manager/login."},
+    {"demo.on", OPT_BOOL, F(demo_on), "true", 0, 0, NULL,
+     "Serve the chat demo on demo.addr (/chatdemo; / redirects there with ?apiurl=external.apiUrl)."},
+    {"demo.addr", OPT_STRING, F(demo_addr), "0.0.0.0:5172", 0, 0, check_hostport,
+     "Chat demo listener, host:port."},
+    {"webDir", OPT_STRING, F(web_dir), "", 0, 0, NULL,
+     "Directory with the web files (monitor/ and demo/); empty = the web/ directory of the source "
+     "tree the binary was built in (found next to the binary: ../web or ./web)."},
     {"tls.certFile", OPT_STRING, F(tls_cert_file), "", 0, 0, NULL,
      "PEM certificate chain for tlsAddr, wssAddr and httpsAddr; reloaded on SIGHUP."},
     {"tls.keyFile", OPT_STRING, F(tls_key_file), "", 0, 0, NULL,
@@ -96,6 +110,17 @@ static const opt options[] = {
     {"managerUID", OPT_STRING, F(manager_uid), "____manager", 0, 0, check_nonempty,
      "The manager user: when managerToken is set, this uid connects with managerToken as its token "
      "(as a slave device) instead of a /user/token token."},
+    {"jwt.secret", OPT_STRING, F(jwt_secret), "", 0, 0, NULL,
+     "HS256 key of the manager JWTs (/manager/login); empty = a random key created once and kept in "
+     "dataDir/jwt.secret."},
+    {"jwt.expire", OPT_DURATION, F(jwt_expire_ms), "720h", SEC, UINT32_MAX, NULL,
+     "Lifetime of a manager JWT."},
+    {"jwt.issuer", OPT_STRING, F(jwt_issuer), "wukongim", 0, 0, NULL,
+     "The iss claim of manager JWTs."},
+    {"auth.users", OPT_STRING, F(auth_users), "", 0, 0, check_users,
+     "Manager users, `user:password:permissions` entries separated by commas (a YAML list works too); "
+     "permissions `*` may read and change everything, anything else (e.g. `*:r`) only read. Empty = "
+     "one read-only user guest/guest."},
     {"customerService.visitorsSuffix", OPT_STRING, F(visitors_suffix), "___vstr", 0, 0, NULL,
      "uids ending with this suffix are visitors: they connect without a registered token even "
      "when tokenAuthOn is true (always as slaves). Empty = no visitors."},
@@ -169,6 +194,11 @@ static const opt options[] = {
      "Secure WebSocket address returned by /route, e.g. wss://im.example.com:5210; empty = none."},
     {"intranet.tcpAddr", OPT_STRING, F(intranet_tcp_addr), "", 0, 0, check_hostport_or_empty,
      "TCP address returned by /route?intranet=1; empty = external.tcpAddr."},
+    {"external.apiUrl", OPT_STRING, F(external_api_url), "", 0, 0, check_url_or_empty,
+     "Base URL of the HTTP API as browsers reach it (the chat demo's ?apiurl=, /varz api_url); "
+     "empty = http:// + external.ip + httpAddr's port."},
+    {"external.managerAddr", OPT_STRING, F(external_manager_addr), "", 0, 0, check_hostport_or_empty,
+     "Monitor server address reported by /varz manager_addr; empty = external.ip + manager.addr's port."},
     /* datasource (spec §7, docs/datasource.md) */
     {"datasource.addr", OPT_STRING, F(datasource_addr), "", 0, 0, check_url_or_empty,
      "Business-system URL (http:// or https://) asked for subscribers, blacklists, whitelists, "
@@ -360,6 +390,32 @@ static int check_on_failure(const char *v, char *err, size_t errlen) {
 static int check_tls_version(const char *v, char *err, size_t errlen) {
     if (strcmp(v, "1.2") == 0 || strcmp(v, "1.3") == 0) return MP_OK;
     return fail(err, errlen, "'%.64s' is not one of: 1.2, 1.3 (TLS 1.0 and 1.1 are not offered)", v);
+}
+
+int config_next_user(const char **v, mp_str *user, mp_str *pwd, mp_str *perm, mp_str *entry) {
+    const char *s = *v, *p = s;
+    for (int depth = 0; *p && (*p != ',' || depth); p++) {
+        if (*p == '[') depth++;
+        else if (*p == ']' && depth) depth--;
+    }
+    *entry = (mp_str){s, (uint32_t)(p - s)};
+    *v = *p ? p + 1 : p;
+    const char *c1 = memchr(s, ':', (size_t)(p - s));
+    const char *c2 = c1 ? memchr(c1 + 1, ':', (size_t)(p - c1 - 1)) : NULL;
+    if (!c2 || c1 == s || c2 == c1 + 1 || c2 + 1 == p) return MP_EINVAL;
+    *user = (mp_str){s, (uint32_t)(c1 - s)};
+    *pwd = (mp_str){c1 + 1, (uint32_t)(c2 - c1 - 1)};
+    *perm = (mp_str){c2 + 1, (uint32_t)(p - c2 - 1)};
+    return MP_OK;
+}
+
+static int check_users(const char *v, char *err, size_t errlen) {
+    mp_str user, pwd, perm, entry;
+    while (*v)
+        if (config_next_user(&v, &user, &pwd, &perm, &entry) != MP_OK)
+            return fail(err, errlen, "'%.*s' is not user:password:permissions", (int)(entry.len > 64 ? 64 : entry.len),
+                        entry.p);
+    return MP_OK;
 }
 
 static int check_grpc_unsupported(const char *v, char *err, size_t errlen) {

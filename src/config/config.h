@@ -20,6 +20,11 @@ typedef struct mp_config {
     char *tls_addr;          /* tlsAddr    default "" (binary protocol over TLS) */
     char *wss_addr;          /* wssAddr    default "" (WebSocket over TLS) */
     char *https_addr;        /* httpsAddr  default "" (HTTP API over TLS) */
+    int manager_on;          /* manager.on  default 1: the monitor server (metrics, web UI, login) */
+    char *manager_addr;      /* manager.addr default 0.0.0.0:5300 */
+    int demo_on;             /* demo.on     default 1: the chat demo */
+    char *demo_addr;         /* demo.addr   default 0.0.0.0:5172 */
+    char *web_dir;           /* webDir      default "" = the source tree's web/ next to the binary */
     char *tls_cert_file;     /* tls.certFile (PEM chain) */
     char *tls_key_file;      /* tls.keyFile (PEM) */
     char *tls_min_version;   /* tls.minVersion "1.2" | "1.3" */
@@ -30,6 +35,10 @@ typedef struct mp_config {
     int token_auth_on;       /* tokenAuthOn default 0 */
     char *manager_token;     /* managerToken default "" (API open) */
     char *manager_uid;       /* managerUID default "____manager" */
+    char *jwt_secret;        /* jwt.secret  default "" = random, kept in dataDir/jwt.secret */
+    uint32_t jwt_expire_ms;  /* jwt.expire  default 720h (30 days) */
+    char *jwt_issuer;        /* jwt.issuer  default "wukongim" */
+    char *auth_users;        /* auth.users  "user:pwd:perm" entries, comma-separated; "" = guest/guest read-only */
     char *visitors_suffix;   /* customerService.visitorsSuffix default "___vstr" */
     int disable_encryption;  /* disableEncryption default 0 */
     int whitelist_off_of_person; /* whitelistOffOfPerson default 1 */
@@ -65,6 +74,8 @@ typedef struct mp_config {
     char *external_ws_addr;      /* external.wsAddr */
     char *external_wss_addr;     /* external.wssAddr */
     char *intranet_tcp_addr;     /* intranet.tcpAddr */
+    char *external_api_url;      /* external.apiUrl (the demo's API; /varz api_url) */
+    char *external_manager_addr; /* external.managerAddr (/varz manager_addr) */
     /* datasource (spec §7) */
     char *datasource_addr;       /* datasource.addr default "" (off) */
     int datasource_channel_data_on; /* datasource.channelDataOn default 1 (v1); 0 = system uids only */
@@ -102,5 +113,10 @@ void config_print_markdown(FILE *f);
 
 /* Split "scheme://host:port" or "host:port" into host (cap bytes) and port. */
 int config_parse_hostport(const char *addr, char *host, size_t cap, int *port);
+/* Split the next entry of an auth.users value at *v ("user:pwd:perm" entries separated by
+ * commas outside [...], so perm may be "[res:rw,...]") and advance *v past it. entry is the
+ * whole entry; user, pwd and perm are set only on MP_OK (MP_EINVAL: not user:pwd:perm).
+ * All are views into the value. */
+int config_next_user(const char **v, mp_str *user, mp_str *pwd, mp_str *perm, mp_str *entry);
 
 #endif

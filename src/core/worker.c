@@ -229,6 +229,26 @@ void workers_destroy(void) {
     g_nworkers = 0;
 }
 
+static void gather_back(worker *w, void *arg) {
+    (void)w;
+    worker_gather *g = arg;
+    if (--g->left == 0) g->finish(g);
+}
+
+static void gather_visit(worker *w, void *arg) {
+    worker_gather *g = arg;
+    g->collect(w, g);
+    worker_post(g->origin, gather_back, g);
+}
+
+void worker_gather_start(worker_gather *g) {
+    worker *self = worker_current();
+    MP_ASSERT(self);
+    g->origin = self->index;
+    g->left = workers_count();
+    for (int i = 0; i < workers_count(); i++) worker_post(i, gather_visit, g);
+}
+
 size_t worker_inbox_depth(int index) {
     inbox *ib = g_workers[index]->inbox;
     pthread_mutex_lock(&ib->mu);

@@ -62,6 +62,21 @@ int worker_owner_of(const void *key, size_t len);
 /* The same for a key whose mp_hash is already known. */
 int worker_owner_of_hash(uint64_t hash);
 
+/* A gather visits every worker: collect() runs on each worker's thread and fills only that
+ * worker's part of the job; the job then returns to the calling worker, where finish()
+ * runs once every worker has answered. Posting hands the job over, so what collect wrote
+ * on the workers is visible to finish without locks. Embed it as the first member of the
+ * job; finish owns (and frees) the job. */
+typedef struct worker_gather worker_gather;
+struct worker_gather {
+    int origin; /* set by worker_gather_start */
+    int left;
+    void (*collect)(worker *w, worker_gather *g);
+    void (*finish)(worker_gather *g);
+};
+/* Start g from the current worker (a worker thread only). */
+void worker_gather_start(worker_gather *g);
+
 /* Queue depth (for metrics/tests). */
 size_t worker_inbox_depth(int index);
 

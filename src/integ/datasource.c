@@ -171,7 +171,7 @@ static int take_answer(ds_entry *e, int cmd, const char *body, size_t len) {
  * when it answers again. */
 static void note_outcome(int cmd, const httpc_response *res, int ok) {
     if (ok) {
-        if (atomic_exchange(&g_down, 0)) LOG_INFO("datasource", "%s answers again", g_cfg->datasource_addr);
+        if (atomic_exchange(&g_down, 0)) LOG_INFO("datasource", "datasource answers again addr=%s", g_cfg->datasource_addr);
         return;
     }
     if (atomic_exchange(&g_down, 1)) return;
@@ -183,7 +183,7 @@ static void note_outcome(int cmd, const httpc_response *res, int ok) {
     if (res->error) snprintf(why, sizeof why, "%s", res->error);
     else if (res->status == 200) snprintf(why, sizeof why, "an answer that is not the expected JSON");
     else snprintf(why, sizeof why, "HTTP %d", res->status);
-    LOG_WARN("datasource", "%s is not answering (%s: %s); onFailure=%s", g_cfg->datasource_addr, cmd_names[cmd], why,
+    LOG_WARN("datasource", "datasource is not answering (%s) addr=%s cmd=%s onFailure=%s", why, g_cfg->datasource_addr, cmd_names[cmd],
              g_cfg->datasource_on_failure);
 }
 

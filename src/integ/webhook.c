@@ -46,8 +46,8 @@ static void report(int ev, const char *what, const char *why) {
     uint64_t now = mp_mono_ms(), last = atomic_load_explicit(&g_last_log_ms[ev], memory_order_relaxed);
     if (last && now - last < LOG_EVERY_MS) return;
     if (!atomic_compare_exchange_strong(&g_last_log_ms[ev], &last, now)) return;
-    LOG_WARN("webhook", "%s: %s (%s); so far sent %" PRIu64 ", failed attempts %" PRIu64 ", dropped %" PRIu64,
-             event_names[ev], what, why, atomic_load(&g_sent[ev]), atomic_load(&g_failed[ev]),
+    LOG_WARN("webhook", "%s (%s) event=%s sent=%" PRIu64 " failed_attempts=%" PRIu64 " dropped=%" PRIu64,
+             what, why, event_names[ev], atomic_load(&g_sent[ev]), atomic_load(&g_failed[ev]),
              atomic_load(&g_dropped[ev]));
 }
 

@@ -12,6 +12,7 @@
 
 #include "../common/idmap.h"
 #include "../common/log.h"
+#include "../common/metrics.h"
 #include "../proto/packet.h"
 #include "../session/jsonrpc.h"
 #include "../session/session.h"
@@ -126,17 +127,25 @@ static void maybe_shrink(mp_buf *b) {
     if (b->len == 0 && b->cap > IDLE_BUF_KEEP) mp_buf_free(b);
 }
 
-/* Packet counters as WuKongIM keeps them per connection: every packet, and SENDs apart. */
+/* Packet counters as WuKongIM keeps them per connection: every packet, and SENDs apart;
+ * and by packet type in the worker's /metrics slot. */
 static void count_in(conn *c, const proto_frame *f) {
     c->in_packets++;
     c->in_packet_bytes += f->total_len;
     if (f->type == PROTO_SEND) c->in_msg_bytes += f->total_len;
+    mt_worker *m = mt_worker_slot(c->w->index);
+    m->pkt_in[f->type & (MT_PKT_TYPES - 1)]++;
+    m->bytes_in[f->type & (MT_PKT_TYPES - 1)] += f->total_len;
 }
 
 static void count_out(conn *c, const uint8_t *p, size_t n) {
     c->out_packets++;
     c->out_packet_bytes += n;
-    if (n && (p[0] >> 4) == PROTO_RECV) c->out_msg_bytes += n;
+    uint8_t type = n ? (uint8_t)(p[0] >> 4) : 0;
+    if (type == PROTO_RECV) c->out_msg_bytes += n;
+    mt_worker *m = mt_worker_slot(c->w->index);
+    m->pkt_out[type]++;
+    m->bytes_out[type] += n;
 }
 
 /* Packets are parsed before and after authentication, not while CONNECT is being
@@ -173,7 +182,7 @@ static ssize_t parse_rpc(conn *c, const uint8_t *p, size_t n) {
     mp_buf_free(&pkt);
     mp_buf_free(&reply);
     if (rc != MP_OK) {
-        LOG_DEBUG("net", "conn=%llu bad JSON-RPC input: %s", (unsigned long long)c->id, mp_strerror(rc));
+        LOG_DEBUG("net", "bad JSON-RPC input conn=%llu err=\"%s\"", (unsigned long long)c->id, mp_strerror(rc));
         return rc;
     }
     return (ssize_t)off;
@@ -193,7 +202,7 @@ static ssize_t parse_packets(conn *c, const uint8_t *p, size_t n) {
         int rc = proto_frame_parse(p + off, n - off, g_cfg->max_packet_size, &f);
         if (rc == MP_EAGAIN) break;
         if (rc != MP_OK) {
-            LOG_DEBUG("net", "conn=%llu bad packet: %s", (unsigned long long)c->id, mp_strerror(rc));
+            LOG_DEBUG("net", "bad packet conn=%llu err=\"%s\"", (unsigned long long)c->id, mp_strerror(rc));
             return rc;
         }
         c->in_bytes += f.total_len;
@@ -435,8 +444,8 @@ static void note_refused(struct conn_mgr *m, const conn *c, int over_rate) {
     memcpy(m->refused_last_ip, c->ip, sizeof m->refused_last_ip);
     uint64_t now = uv_now(c->tcp.loop);
     if (m->refused_log_ms && now - m->refused_log_ms < REFUSE_LOG_MS) return;
-    LOG_WARN("net", "refused %llu connection(s) at accept (last from %s: %s); since start: %llu over "
-             "connRateLimit=%u, %llu over maxConnections=%u",
+    LOG_WARN("net", "refused connections at accept count=%llu last_ip=%s limit=%s over_rate_total=%llu "
+             "connRateLimit=%u over_max_total=%llu maxConnections=%u",
              (unsigned long long)m->refused_unlogged, c->ip[0] ? c->ip : "?",
              over_rate ? "connRateLimit" : "maxConnections", (unsigned long long)m->refused_rate,
              g_cfg->conn_rate_limit, (unsigned long long)m->refused_max, g_cfg->max_connections);
@@ -500,7 +509,7 @@ static void mark_dirty(conn *c) {
 static int out_would_overflow(conn *c, size_t n) {
     size_t queued = c->out.len + c->wbuf.len + (c->tls ? tls_conn_wire(c->tls)->len : 0);
     if (queued + n <= g_cfg->out_buffer_limit) return 0;
-    LOG_WARN("net", "conn=%llu uid=%s output over outBufferLimit=%llu: closing slow client",
+    LOG_WARN("net", "closing slow client: output over outBufferLimit conn=%llu uid=%s outBufferLimit=%llu",
              (unsigned long long)c->id, c->uid ? c->uid : "", (unsigned long long)g_cfg->out_buffer_limit);
     c->w->conns->slow_clients++;
     c->out.len = 0;
@@ -628,7 +637,7 @@ static void on_flush_check(uv_check_t *h) {
 
 void conn_close(conn *c, const char *why) {
     if (c->state == CONN_CLOSING) return;
-    LOG_DEBUG("net", "conn=%llu closing: %s", (unsigned long long)c->id, why);
+    LOG_DEBUG("net", "closing conn=%llu why=\"%s\"", (unsigned long long)c->id, why);
     c->state = CONN_CLOSING;
     c->closing_since_ms = mp_mono_ms();
     uv_read_stop((uv_stream_t *)&c->tcp);
@@ -773,39 +782,9 @@ size_t conn_count(worker *w) { return idmap_count(w->conns->by_id); }
 
 uint64_t conn_total(void) { return atomic_load(&g_total_conns); }
 
-/* ---- cross-worker views ------------------------------------------------------------------
- * A gather visits every worker: collect() runs on each worker's thread and fills only that
- * worker's slot of the job; the job then returns to the calling worker, where finish()
- * runs once every worker has answered. Posting hands the job over, so the slots written
- * on the workers are visible to the caller without locks. */
+/* ---- cross-worker views (worker_gather) ------------------------------------------------ */
 
-typedef struct gather gather;
-struct gather {
-    int origin;
-    int left;
-    void (*collect)(worker *w, gather *g);
-    void (*finish)(gather *g);
-};
-
-static void gather_back(worker *w, void *arg) {
-    (void)w;
-    gather *g = arg;
-    if (--g->left == 0) g->finish(g);
-}
-
-static void gather_visit(worker *w, void *arg) {
-    gather *g = arg;
-    g->collect(w, g);
-    worker_post(g->origin, gather_back, g);
-}
-
-static void gather_start(gather *g) {
-    worker *self = worker_current();
-    MP_ASSERT(self);
-    g->origin = self->index;
-    g->left = workers_count();
-    for (int i = 0; i < workers_count(); i++) worker_post(i, gather_visit, g);
-}
+typedef worker_gather gather;
 
 /* -- conn_list -- */
 
@@ -947,7 +926,7 @@ void conn_list(const conn_query *q, conn_list_fn done, void *ctx) {
     j->ctx = ctx;
     j->g.collect = list_collect;
     j->g.finish = list_finish;
-    gather_start(&j->g);
+    worker_gather_start(&j->g);
 }
 
 /* -- conn_stats_gather -- */
@@ -1006,7 +985,7 @@ void conn_stats_gather(conn_stats_fn done, void *ctx) {
     j->ctx = ctx;
     j->g.collect = stats_collect;
     j->g.finish = stats_finish;
-    gather_start(&j->g);
+    worker_gather_start(&j->g);
 }
 
 /* -- conn_admin -- */

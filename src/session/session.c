@@ -5,6 +5,7 @@
 
 #include "../channel/channel.h"
 #include "../common/log.h"
+#include "../common/metrics.h"
 #include "../core/im.h"
 #include "../core/presence.h"
 #include "../proto/crypto.h"
@@ -119,7 +120,7 @@ static int on_connect(conn *c, const proto_frame *f) {
     uint8_t level;
     uint8_t reason = authenticate(&p, &level);
     if (reason != REASON_SUCCESS) {
-        LOG_DEBUG("session", "conn=%llu connect refused reason=%u", (unsigned long long)c->id, reason);
+        LOG_DEBUG("session", "connect refused conn=%llu reason=%u", (unsigned long long)c->id, reason);
         send_connack_failure(c, version, reason);
         return MP_OK;
     }
@@ -167,16 +168,20 @@ static int on_connect(conn *c, const proto_frame *f) {
 
 /* ---- SEND -------------------------------------------------------------------------- */
 
-void session_sendack(worker *w, uint64_t conn_id, uint8_t flags, int64_t message_id, uint32_t client_seq,
-                     uint64_t message_seq, uint8_t reason) {
+int session_sendack(worker *w, uint64_t conn_id, uint8_t flags, int64_t message_id, uint32_t client_seq,
+                    uint64_t message_seq, uint8_t reason) {
     conn *c = conn_find(w, conn_id);
-    if (!c || c->state != CONN_READY) return;
+    if (!c || c->state != CONN_READY) return 0;
     proto_sendack a = {flags, message_id, client_seq, (uint32_t)message_seq, reason};
     uint8_t buf[64];
     mp_buf out = {buf, 0, sizeof buf}; /* stack buffer: a SENDACK is < 32 bytes */
     proto_encode_sendack(&a, c->version, &out);
     MP_ASSERT(out.data == buf);
     conn_write_packet(c, out.data, out.len);
+    mt_worker *m = mt_worker_slot(w->index);
+    if (reason == REASON_SUCCESS) m->sendacks_ok++;
+    else m->sendacks_refused++;
+    return 1;
 }
 
 /* An agent channel given as its stored id "uid@agentUid" (Magpie: so the agent can answer
@@ -202,12 +207,13 @@ static int send_allowed(conn *c) {
 static int on_send(conn *c, const proto_frame *f) {
     proto_send s;
     if (proto_decode_send(f->body, f->body_len, f->flags, c->version, &s) != MP_OK) return MP_EPROTO;
+    uint64_t decoded_ns = uv_hrtime();
     c->in_msgs++;
     int64_t message_id = im_next_message_id();
     uint8_t flags = f->flags & 0x0F;
     if (!send_allowed(c)) {
         if (c->send_refused > SEND_REFUSALS_BEFORE_CLOSE(send_burst())) {
-            LOG_WARN("session", "conn=%llu uid=%s keeps sending over sendRateLimit=%u: closing",
+            LOG_WARN("session", "closing: keeps sending over sendRateLimit conn=%llu uid=%s sendRateLimit=%u",
                      (unsigned long long)c->id, c->uid, g_cfg->send_rate_limit);
             return MP_ETOOBIG;
         }
@@ -253,6 +259,7 @@ static int on_send(conn *c, const proto_frame *f) {
     r.conn_id = c->id;
     r.client_seq = s.client_seq;
     r.ack_flags = flags;
+    r.decoded_ns = decoded_ns;
     r.f.message_id = message_id;
     r.f.timestamp = (uint32_t)(mp_now_ms() / 1000);
     r.f.expire = s.expire;
@@ -399,7 +406,7 @@ static int write_recv(conn *c, mp_msg *m, int32_t timestamp) {
     out->len = 0;
     int rc = encode_recv(c, m, timestamp, out);
     if (rc != MP_OK) {
-        LOG_WARN("session", "conn=%llu cannot encode RECV: %s", (unsigned long long)c->id, mp_strerror(rc));
+        LOG_WARN("session", "cannot encode RECV conn=%llu err=\"%s\"", (unsigned long long)c->id, mp_strerror(rc));
         return rc;
     }
     conn_write_packet(c, out->data, out->len);
@@ -418,8 +425,9 @@ static void deliver_event(conn *c, const msg_fields *f) {
     if (proto_encode_event(&e, &out) == MP_OK) {
         conn_write_packet(c, out.data, out.len);
         c->out_msgs++;
+        mt_worker_slot(c->w->index)->deliveries++;
     } else {
-        LOG_WARN("session", "conn=%llu cannot encode EVENT", (unsigned long long)c->id);
+        LOG_WARN("session", "cannot encode EVENT conn=%llu", (unsigned long long)c->id);
     }
     mp_buf_free(&out);
 }
@@ -450,6 +458,7 @@ void session_deliver(worker *w, uint64_t conn_id, mp_msg *m) {
     int32_t ts = push_time(w);
     if (write_recv(c, m, ts) != MP_OK) return;
     c->out_msgs++;
+    mt_worker_slot(w->index)->deliveries++;
     if (!(m->f.flags & PROTO_FLAG_NOPERSIST))
         pending_add(c, m, ts, (m->f.flags & PROTO_FLAG_SYNCONCE) && chan_is_cmd(m->f.channel_id));
 }

@@ -24,8 +24,8 @@ void session_sweep(conn *c, uint64_t now_ms);
 void session_deliver(worker *w, uint64_t conn_id, mp_msg *m);
 /* Send DISCONNECT (when reason != 0) and close after delay_ms. */
 void session_kick(worker *w, uint64_t conn_id, uint8_t reason, const char *text, uint32_t delay_ms);
-/* SENDACK to connection conn_id (no-op if it is gone). */
-void session_sendack(worker *w, uint64_t conn_id, uint8_t flags, int64_t message_id, uint32_t client_seq,
-                     uint64_t message_seq, uint8_t reason);
+/* SENDACK to connection conn_id; 1 if written, 0 if the connection is gone. */
+int session_sendack(worker *w, uint64_t conn_id, uint8_t flags, int64_t message_id, uint32_t client_seq,
+                    uint64_t message_seq, uint8_t reason);
 
 #endif

@@ -33,6 +33,7 @@
 
 #include "../common/buf.h"
 #include "../common/log.h"
+#include "../common/metrics.h"
 
 #define COMP "store"
 #define FORMAT_VERSION 1
@@ -113,6 +114,7 @@ struct store {
 
     atomic_uint_fast64_t st_submitted, st_completed, st_commits, st_commit_failures, st_largest_batch,
         st_map_resizes, st_syncs, st_map_size, st_nested_reruns;
+    mt_hist commit_ns, batch_ops; /* written by the writer thread only (metrics.h) */
 };
 
 /* One transaction as the accessors see it; lmdb_err keeps the first LMDB failure so the
@@ -1166,9 +1168,19 @@ static store_op *run_segment(store *s, store_op *first) {
     }
 }
 
+static uint64_t mono_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
 static void run_batch(store *s, store_op *ops) {
     while (ops) {
+        uint64_t t0 = mono_ns(), n = 0;
         store_op *stop = run_segment(s, ops);
+        mt_hist_observe(&s->commit_ns, &mt_latency_bounds, mono_ns() - t0);
+        for (store_op *op = ops; op != stop; op = op->next) n++;
+        mt_hist_observe(&s->batch_ops, &mt_count_bounds, n);
         while (ops != stop) {
             store_op *next = ops->next;
             stat_add(&s->st_completed, 1); /* before done, so a woken waiter sees it */
@@ -1251,6 +1263,11 @@ int store_submit(store *s, store_write_fn fn, store_done_fn done, void *arg) {
     pthread_mutex_unlock(&s->mu);
     stat_add(&s->st_submitted, 1);
     return MP_OK;
+}
+
+void store_get_histograms(store *s, mt_hist_sum *commit_ns, mt_hist_sum *batch_ops) {
+    mt_hist_add(commit_ns, &s->commit_ns);
+    mt_hist_add(batch_ops, &s->batch_ops);
 }
 
 void store_get_stats(store *s, store_stats *out) {

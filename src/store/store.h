@@ -15,6 +15,7 @@
 #ifndef MP_STORE_H
 #define MP_STORE_H
 
+#include "../common/metrics.h"
 #include "../common/mp.h"
 #include "../core/msg.h"
 
@@ -174,6 +175,9 @@ typedef struct store_stats {
     uint64_t nested_reruns;   /* batches re-run op by op because one op failed */
 } store_stats;
 void store_get_stats(store *s, store_stats *out);
+/* Add the writer's histograms to the sums (any thread): time of each batch transaction
+ * from begin to durable commit (ns), and the ops it carried. */
+void store_get_histograms(store *s, mt_hist_sum *commit_ns, mt_hist_sum *batch_ops);
 
 /* Serialization of a message record, exposed for tests and tools. */
 size_t store_msg_encoded_size(const msg_fields *f);

@@ -125,7 +125,7 @@ class Server {
     this.logFrom = fs.statSync(this.log).size;
     const t0 = Date.now();
     this.proc = launch(this.o.bin, [`--addr=127.0.0.1:${this.tcp}`, `--wsAddr=127.0.0.1:${this.ws}`,
-      `--httpAddr=127.0.0.1:${this.http}`, `--dataDir=${path.join(this.o.dir, 'data')}`, `--workers=${this.o.workers}`],
+      `--httpAddr=127.0.0.1:${this.http}`, '--manager.on=false', '--demo.on=false', `--dataDir=${path.join(this.o.dir, 'data')}`, `--workers=${this.o.workers}`],
     this.log, this.log);
     let exited = null;
     this.proc.exited.then((e) => { exited = e; });

@@ -174,7 +174,7 @@ test('tls.minVersion=1.3 refuses TLS 1.2', async () => {
 });
 
 test('a missing or mismatched certificate stops the start-up with a clear message', () => {
-  const base = ['--addr=127.0.0.1:0', '--wsAddr=127.0.0.1:0', '--httpAddr=127.0.0.1:0', `--dataDir=${path.join(dir, 'bad')}`];
+  const base = ['--addr=127.0.0.1:0', '--wsAddr=127.0.0.1:0', '--httpAddr=127.0.0.1:0', '--manager.on=false', '--demo.on=false', `--dataDir=${path.join(dir, 'bad')}`];
   let r = spawnSync(MAGPIE_BIN, [...base, '--tlsAddr=127.0.0.1:1', `--tls.certFile=${path.join(dir, 'nope.crt')}`, `--tls.keyFile=${first.key}`], { encoding: 'utf8', timeout: 10000 });
   assert.notEqual(r.status, 0);
   assert.match(r.stderr, /cannot load the certificate/);
@@ -187,7 +187,7 @@ test('a missing or mismatched certificate stops the start-up with a clear messag
 });
 
 async function spawnMagpie(args) {
-  const ports = [`--addr=127.0.0.1:${await freePort()}`, `--wsAddr=127.0.0.1:${await freePort()}`, `--httpAddr=127.0.0.1:${await freePort()}`];
+  const ports = [`--addr=127.0.0.1:${await freePort()}`, `--wsAddr=127.0.0.1:${await freePort()}`, `--httpAddr=127.0.0.1:${await freePort()}`, '--manager.on=false', '--demo.on=false'];
   return spawn(MAGPIE_BIN, [...ports, `--dataDir=${fs.mkdtempSync(path.join(dir, 'd-'))}`, ...args], { stdio: 'ignore' });
 }
 async function waitPort(port) {

@@ -194,8 +194,8 @@ h.test('/varz reports the server', async () => {
   assert.equal(before.ws_addr, `ws://127.0.0.1:${h.srv.wsPort}`);
   assert.equal(before.wss_addr, '');
   assert.match(before.api_url, /^http:\/\/127\.0\.0\.1:\d+$/);
-  assert.equal(before.manager_on, 0);
-  assert.equal(before.manager_addr, '');
+  assert.equal(before.manager_on, 1, 'the monitor server is on by default');
+  assert.equal(before.manager_addr, `127.0.0.1:${h.srv.managerPort}`);
   assert.equal(before.manager_uid, '____manager');
   assert.equal(before.manager_token_on, 0);
   assert.equal(before.conversation_cache_count, 0);

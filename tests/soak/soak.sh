@@ -22,7 +22,7 @@ OUT=tests/soak/out
 mkdir -p "$OUT"
 CSV="$OUT/soak-$(date -u +%Y%m%dT%H%M%SZ).csv"
 DATA=$(mktemp -d /tmp/magpie-soak.XXXXXX)
-PORTS=(--addr=127.0.0.1:16100 --wsAddr=127.0.0.1:16200 --httpAddr=127.0.0.1:16001)
+PORTS=(--addr=127.0.0.1:16100 --wsAddr=127.0.0.1:16200 --httpAddr=127.0.0.1:16001 --manager.on=false --demo.on=false)
 
 "$BUILD_DIR/magpie" "${PORTS[@]}" --dataDir="$DATA" --workers=2 >"$DATA/server.log" 2>&1 &
 server=$!

@@ -83,12 +83,18 @@ export class MagpieServer {
   }
 
   get httpBase() { return `http://127.0.0.1:${this.httpPort}`; }
+  /** The manager/monitor server (manager.addr: /metrics, /web/, /manager/login). */
+  get managerBase() { return `http://127.0.0.1:${this.managerPort}`; }
+  /** The chat demo server (demo.addr). */
+  get demoBase() { return `http://127.0.0.1:${this.demoPort}`; }
 
   args() {
     return [
       `--addr=127.0.0.1:${this.tcpPort}`,
       `--wsAddr=127.0.0.1:${this.wsPort}`,
       `--httpAddr=127.0.0.1:${this.httpPort}`,
+      `--manager.addr=127.0.0.1:${this.managerPort}`,
+      `--demo.addr=127.0.0.1:${this.demoPort}`,
       `--dataDir=${this.dataDir}`,
       `--workers=${this.workers}`,
       ...this.extraArgs,
@@ -109,7 +115,9 @@ export class MagpieServer {
    */
   async _spawnOnFreePorts(keepPorts) {
     for (let attempt = 0; ; attempt++) {
-      if (!keepPorts || attempt > 0) [this.tcpPort, this.wsPort, this.httpPort] = await distinctFreePorts(3);
+      if (!keepPorts || attempt > 0) {
+        [this.tcpPort, this.wsPort, this.httpPort, this.managerPort, this.demoPort] = await distinctFreePorts(5);
+      }
       try {
         await this._spawn();
         return;
@@ -222,13 +230,13 @@ export class MagpieServer {
    * HTTP request; body objects are JSON-encoded, strings are sent verbatim.
    * Resolves {status, json, text, headers}. json is undefined when the body is not JSON.
    */
-  async http(method, urlPath, body, { timeoutMs = 5000, headers = {} } = {}) {
+  async http(method, urlPath, body, { timeoutMs = 5000, headers = {}, base = this.httpBase } = {}) {
     const init = { method, headers: { ...headers }, signal: AbortSignal.timeout(timeoutMs) };
     if (body !== undefined) {
       init.body = typeof body === 'string' || Buffer.isBuffer(body) ? body : JSON.stringify(body);
       init.headers['content-type'] ??= 'application/json';
     }
-    const r = await fetch(`${this.httpBase}${urlPath}`, init);
+    const r = await fetch(`${base}${urlPath}`, init);
     const text = await r.text();
     let json;
     try { json = text.length ? JSON.parse(text) : undefined; } catch { json = undefined; }
