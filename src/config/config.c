@@ -239,7 +239,7 @@ static const opt options[] = {
      "Events of one type accepted and not yet delivered (Magpie); beyond it new events are dropped "
      "and counted, so a slow or dead receiver costs bounded memory."},
     {"logger.level", OPT_INT, F(log_level), "2", 1, 4, NULL,
-     "Log level: 1 debug, 2 info, 3 warn, 4 error."},
+     "Log level: 1 or debug, 2 or info, 3 or warn, 4 or error."},
 };
 
 #undef F
@@ -521,6 +521,15 @@ static void fmt_range(const opt *o, char *out, size_t cap) {
     else snprintf(out, cap, "%s..%s", a, b);
 }
 
+/* Names an int option also accepts: logger.level as debug, info, warn or error. */
+static const char *int_alias(const opt *o, const char *v) {
+    static const char *const levels[] = {"debug", "1", "info", "2", "warn", "3", "warning", "3", "error", "4"};
+    if (o->off != offsetof(mp_config, log_level)) return v;
+    for (size_t k = 0; k < MP_ARRAY_LEN(levels); k += 2)
+        if (strcasecmp(v, levels[k]) == 0) return levels[k + 1];
+    return v;
+}
+
 /* Parse v for o and store it in c. Messages do not name the key; the caller adds it. */
 static int opt_set(mp_config *c, const opt *o, const char *v, char *err, size_t errlen) {
     void *field = (char *)c + o->off;
@@ -542,6 +551,7 @@ static int opt_set(mp_config *c, const opt *o, const char *v, char *err, size_t 
         *(int *)field = b;
         return MP_OK;
     case OPT_INT:
+        v = int_alias(o, v);
         if (parse_i64(v, &i) != MP_OK || i < INT32_MIN || i > INT32_MAX)
             return fail(err, errlen, "'%.64s' is not an integer", v);
         break;

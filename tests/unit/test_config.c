@@ -213,12 +213,28 @@ static void test_integers(void **state) {
     config_free(&c);
 }
 
+static void test_log_level_names(void **state) {
+    (void)state;
+    static const struct { const char *v; int level; } cases[] = {
+        {"debug", 1}, {"INFO", 2}, {"warn", 3}, {"warning", 3}, {"error", 4}, {"3", 3},
+    };
+    for (size_t i = 0; i < MP_ARRAY_LEN(cases); i++) {
+        mp_config c;
+        char err[256] = "";
+        config_defaults(&c);
+        assert_int_equal(config_set(&c, "logger.level", cases[i].v, err, sizeof err), MP_OK);
+        assert_int_equal(c.log_level, cases[i].level);
+        config_free(&c);
+    }
+}
+
 static void test_validation(void **state) {
     (void)state;
     static const struct { const char *key, *value; } bad[] = {
         {"workers", "257"}, {"workers", "-1"}, {"nodeId", "1024"}, {"maxPacketSize", "15"},
         {"maxPacketSize", "1048577"}, {"maxPacketSize", "2MiB"}, {"durability", "none"}, {"durability", "FSYNC"},
-        {"durability", ""}, {"logger.level", "0"}, {"logger.level", "5"}, {"addr", "nohost"},
+        {"durability", ""}, {"logger.level", "0"}, {"logger.level", "5"}, {"logger.level", "verbose"}, {"auth.users", "alice:pw"},
+        {"auth.users", "a:b:*,:pw:*"}, {"addr", "nohost"},
         {"addr", "0.0.0.0:65536"}, {"addr", "0.0.0.0:"}, {"addr", ""}, {"wsAddr", "ws://x"},
         {"httpAddr", "::1:5001"}, {"dataDir", ""}, {"external.tcpAddr", "1.2.3.4"},
         {"messageRetry.maxCount", "1001"}, {"queueCapacity", "1"}, {"syncInterval", "2m"},
@@ -229,7 +245,7 @@ static void test_validation(void **state) {
         {"workers", "256"}, {"maxPacketSize", "16"}, {"maxPacketSize", "1MiB"}, {"durability", "interval"},
         {"logger.level", "1"}, {"logger.level", "4"}, {"addr", "tcp://127.0.0.1:6100"}, {"wsAddr", "ws://[::]:6200"},
         {"httpAddr", ":6001"}, {"external.tcpAddr", ""}, {"external.wssAddr", "wss://im.example.com:5210"},
-        {"managerToken", "s3cret"}, {"external.ip", "203.0.113.10"},
+        {"managerToken", "s3cret"}, {"external.ip", "203.0.113.10"}, {"auth.users", "admin:p:*,ops:q:[conn:r,user:rw]"},
         {"datasource.addr", "http://127.0.0.1:8090/ds"}, {"datasource.addr", "https://biz.example.com/im"},
         {"datasource.addr", ""}, {"datasource.onFailure", "stored"}, {"datasource.cacheTTL", "0"},
     };
@@ -664,6 +680,7 @@ int main(void) {
         cmocka_unit_test_setup(test_defaults, clean_env),
         cmocka_unit_test_setup(test_load_no_args_gives_defaults, clean_env),
         cmocka_unit_test_setup(test_bool_values, clean_env),
+        cmocka_unit_test_setup(test_log_level_names, clean_env),
         cmocka_unit_test_setup(test_durations, clean_env),
         cmocka_unit_test_setup(test_sizes, clean_env),
         cmocka_unit_test_setup(test_integers, clean_env),
