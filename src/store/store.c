@@ -1488,6 +1488,28 @@ static int cond_init_mono(pthread_cond_t *c) {
     return rc;
 }
 
+static void sync_init(store *s) {
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_mutex_init(&s->lmu, NULL);
+    pthread_mutex_init(&s->pool_mu, NULL);
+    pthread_mutex_init(&s->gate_mu, NULL);
+    cond_init_mono(&s->cond);
+    cond_init_mono(&s->lcond);
+    cond_init_mono(&s->applied_cond);
+    cond_init_mono(&s->gate_cond);
+}
+
+static void sync_destroy(store *s) {
+    pthread_mutex_destroy(&s->mu);
+    pthread_mutex_destroy(&s->lmu);
+    pthread_mutex_destroy(&s->pool_mu);
+    pthread_mutex_destroy(&s->gate_mu);
+    pthread_cond_destroy(&s->cond);
+    pthread_cond_destroy(&s->lcond);
+    pthread_cond_destroy(&s->applied_cond);
+    pthread_cond_destroy(&s->gate_cond);
+}
+
 /* Open every sub-database and check the layout version. */
 static int open_dbs(store *s) {
     MDB_txn *txn;
@@ -1651,14 +1673,7 @@ int store_open(const store_options *opt, store **out) {
     MDB_envinfo info;
     if (mdb_env_info(s->env, &info) == 0) atomic_store(&s->st_map_size, info.me_mapsize);
 
-    pthread_mutex_init(&s->mu, NULL);
-    pthread_mutex_init(&s->lmu, NULL);
-    pthread_mutex_init(&s->pool_mu, NULL);
-    pthread_mutex_init(&s->gate_mu, NULL);
-    cond_init_mono(&s->cond);
-    cond_init_mono(&s->lcond);
-    cond_init_mono(&s->applied_cond);
-    cond_init_mono(&s->gate_cond);
+    sync_init(s);
     if (open_log(s, opt) != MP_OK) goto fail_sync;
     if ((rc = pthread_create(&s->thread, NULL, writer_main, s)) != 0) {
         LOG_ERROR(COMP, "writer thread: %s", strerror(rc));
@@ -1676,14 +1691,7 @@ int store_open(const store_options *opt, store **out) {
 fail_sync:
     mlog_close(s->log);
     pool_drain(s);
-    pthread_mutex_destroy(&s->mu);
-    pthread_mutex_destroy(&s->lmu);
-    pthread_mutex_destroy(&s->pool_mu);
-    pthread_mutex_destroy(&s->gate_mu);
-    pthread_cond_destroy(&s->cond);
-    pthread_cond_destroy(&s->lcond);
-    pthread_cond_destroy(&s->applied_cond);
-    pthread_cond_destroy(&s->gate_cond);
+    sync_destroy(s);
 fail:
     if (s->env) mdb_env_close(s->env);
     free(s);
@@ -1712,13 +1720,6 @@ void store_close(store *s) {
     if (s->log && mlog_reset(s->log) != MP_OK) LOG_WARN(COMP, "could not empty the message log; the next start replays it");
     mdb_env_close(s->env);
     mlog_close(s->log);
-    pthread_mutex_destroy(&s->mu);
-    pthread_mutex_destroy(&s->lmu);
-    pthread_mutex_destroy(&s->pool_mu);
-    pthread_mutex_destroy(&s->gate_mu);
-    pthread_cond_destroy(&s->cond);
-    pthread_cond_destroy(&s->lcond);
-    pthread_cond_destroy(&s->applied_cond);
-    pthread_cond_destroy(&s->gate_cond);
+    sync_destroy(s);
     free(s);
 }
