@@ -137,6 +137,10 @@ static const opt options[] = {
      "`fsync`: a message is acknowledged (SENDACK) and delivered only once it is fsynced in the "
      "message log; LMDB commits follow (store.applyInterval). `interval`: no message log, fsync "
      "every syncInterval, so a crash can lose the messages acknowledged in the last interval."},
+    {"store.messageLog", OPT_BOOL, F(store_message_log), "true", 0, 0, NULL,
+     "durability=fsync: make messages durable in the message log before their LMDB commit "
+     "(lower SENDACK latency). false = acknowledge after the LMDB commit itself (one thread "
+     "less per message; about 10% more throughput when the CPU is the limit)."},
     {"store.applyInterval", OPT_DURATION, F(store_apply_interval_ms), "10ms", 0, 10 * SEC, NULL,
      "durability=fsync: least time between the starts of two LMDB commits while messages keep "
      "coming (larger commits write fewer pages per message). Messages are already durable in the "

@@ -1623,11 +1623,11 @@ static int replay_log(store *s, store_replay_fn fn) {
 }
 
 /* Open the log and replay it (always: the last run may have had another durability);
- * keep it for writing in STORE_SYNC_ALWAYS mode only. */
+ * keep it for writing in STORE_SYNC_ALWAYS mode only, unless turned off. */
 static int open_log(store *s, const store_options *opt) {
     int rc = mlog_open(opt->dir, opt->log_file_size ? opt->log_file_size : DEFAULT_LOG_FILE, &s->log);
     if (rc == MP_OK) rc = replay_log(s, opt->replay);
-    if (rc != MP_OK || s->sync_mode != STORE_SYNC_ALWAYS) {
+    if (rc != MP_OK || s->sync_mode != STORE_SYNC_ALWAYS || opt->no_message_log) {
         mlog_close(s->log);
         s->log = NULL;
     }

@@ -42,6 +42,8 @@ typedef struct store_options {
     uint32_t max_batch;         /* max submitted ops per commit; 0 = default 4096 */
     store_replay_fn replay;     /* needed when the message log holds records */
     uint64_t log_file_size;     /* message log: bytes per file before switching; 0 = 32 MiB */
+    int no_message_log;         /* STORE_SYNC_ALWAYS without the log: SENDACK after the commit
+                                 * (a log left by an earlier run is still replayed at open) */
     uint32_t apply_interval_ms; /* with the log: least time between LMDB commit starts while
                                  * less than max_batch ops wait (bigger, cheaper commits) */
 } store_options;

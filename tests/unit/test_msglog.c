@@ -307,6 +307,40 @@ static void test_logged_ops_keep_order_and_callbacks(void **state) {
     store_close(s);
 }
 
+/* store.messageLog=false: no log thread; logged callbacks follow the commit; a log left by
+ * a run that had one is still replayed. */
+static void test_without_the_log(void **state) {
+    fx *f = *state;
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) child_dies_after_logging(f->dir);
+    int status;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    store_options o = {.dir = f->dir, .sync_mode = STORE_SYNC_ALWAYS, .replay = replay_msg, .no_message_log = 1};
+    store *s;
+    assert_int_equal(store_open(&o, &s), MP_OK);
+    assert_false(store_logging(s));
+    store_stats st;
+    store_get_stats(s, &st);
+    assert_int_equal(st.log_replayed, N_MSGS - 10);
+    atomic_store(&g_logged, 0);
+    atomic_store(&g_block_from, INT32_MAX);
+    for (uint64_t q = N_MSGS + 1; q <= N_MSGS + 100; q++) submit_msg(s, q, write_msg);
+    store_close(s);
+    assert_int_equal(atomic_load(&g_logged), 100);
+    assert_int_equal(store_open(&o, &s), MP_OK);
+    store_get_stats(s, &st);
+    assert_int_equal(st.log_records, 0);
+    store_rtxn *r;
+    assert_int_equal(store_rtxn_begin(s, &r), MP_OK);
+    uint64_t last;
+    assert_int_equal(store_get_last_seq(r, 2, MP_STR(CHANNEL), &last), MP_OK);
+    assert_int_equal(last, N_MSGS + 100);
+    store_rtxn_end(r);
+    store_close(s);
+}
+
 int main(void) {
     mp_log_set_level(MP_LOG_WARN);
     const struct CMUnitTest tests[] = {
@@ -316,6 +350,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_reset_empties, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_logged_ops_keep_order_and_callbacks, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_store_replays_what_lmdb_lacks, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_without_the_log, fx_setup, fx_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
