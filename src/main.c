@@ -151,6 +151,9 @@ int main(int argc, char **argv) {
     so.sync_mode = strcmp(cfg.durability, "interval") == 0 ? STORE_SYNC_INTERVAL : STORE_SYNC_ALWAYS;
     so.sync_interval_ms = cfg.sync_interval_ms;
     so.map_size = cfg.store_map_size;
+    so.apply_interval_ms = cfg.store_apply_interval_ms;
+    so.no_message_log = !cfg.store_message_log;
+    so.replay = chan_replay_record; /* messages the message log has and LMDB not yet (crash) */
     store *st;
     if ((rc = store_open(&so, &st)) != MP_OK) {
         LOG_ERROR("main", "cannot open store err=\"%s\" dataDir=%s", mp_strerror(rc), cfg.data_dir);

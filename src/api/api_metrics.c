@@ -149,6 +149,16 @@ static void write_store(mp_buf *o) {
     mt_hist_write(o, "magpie_store_commit_seconds", "", &commit, &mt_latency_bounds);
     mt_family(o, "magpie_store_batch_ops", "histogram", "Write operations committed together in one transaction.");
     mt_hist_write(o, "magpie_store_batch_ops", "", &batch, &mt_count_bounds);
+    mt_hist_sum flush = {0};
+    store_get_log_histogram(im_store(), &flush);
+    mt_family(o, "magpie_store_log_flush_seconds", "histogram",
+              "One append to the message log with its fdatasync: what a SENDACK waits for (durability=fsync).");
+    mt_hist_write(o, "magpie_store_log_flush_seconds", "", &flush, &mt_latency_bounds);
+    mt_family(o, "magpie_store_log_records_total", "counter", "Message writes made durable in the message log.");
+    mt_sample(o, "magpie_store_log_records_total", "", st.log_records);
+    mt_family(o, "magpie_store_log_replayed_total", "counter",
+              "Message writes re-applied from the message log at start (the last run ended before LMDB had them).");
+    mt_sample(o, "magpie_store_log_replayed_total", "", st.log_replayed);
     mt_family(o, "magpie_store_ops_total", "counter", "Storage write operations completed.");
     mt_sample(o, "magpie_store_ops_total", "", st.completed);
     mt_family(o, "magpie_store_commit_failures_total", "counter", "Batch transactions that failed (their ops got an error).");

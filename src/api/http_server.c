@@ -21,7 +21,10 @@
 #include <sys/socket.h>
 
 #include "../common/log.h"
+#include "../core/im.h"
+#include "../core/worker.h"
 #include "../net/tls.h"
+#include "../store/store.h"
 #include "api_auth.h"
 #include "api_req.h"
 #include "api_routes.h"
@@ -124,6 +127,13 @@ static const api_route_def g_routes[] = {
 static const api_route_def g_manager_routes[] = {
     {"GET", "/metrics", api_metrics},
     {"GET", "/logs/recent", api_logs_recent},
+};
+
+/* Routes that never read or write the store (no read barrier needed, see run_route). */
+static const char *const g_storeless_paths[] = {
+    "/health", "/route", "/route/batch", "/migrate/result", "/varz/setting", "/varz", "/connz", "/docs", "/docs/",
+    "/docs/openapi.json", "/docs/health", "/user/onlinestatus", "/conn/kick", "/conn/remove", "/metrics",
+    "/logs/recent", "/manager/login", "/tmpchannel/subscriber_set",
 };
 
 /* POSTs that only read: a read-only manager user (guest) may call them on the manager port. */
@@ -478,6 +488,7 @@ static int token_ok(const h2o_req_t *req) {
 }
 
 static const api_route_def *find_in(const api_route_def *tab, size_t n, h2o_iovec_t method, h2o_iovec_t path);
+static void run_route(api_req *r, const api_route_def *rt);
 
 static const api_route_def *find_route(h2o_iovec_t method, h2o_iovec_t path) {
     return find_in(g_routes, MP_ARRAY_LEN(g_routes), method, path);
@@ -548,7 +559,7 @@ static void route_manager(api_req *r, h2o_req_t *req) {
         api_reply_text(r, 404, "text/plain", MP_STR("404 page not found"));
         return;
     }
-    rt->fn(r);
+    run_route(r, rt);
 }
 
 /* Demo port (spec §1): "/" goes to the SPA with the API's URL; /chatdemo serves it. */
@@ -605,8 +616,52 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req) {
         api_reply_text(r, 404, "text/plain", MP_STR("404 page not found"));
         return 0;
     }
-    rt->fn(r);
+    run_route(r, rt);
     return 0;
+}
+
+/* ---- read barrier -------------------------------------------------------------------------
+ * With the message log (store.h), a client's SENDACK can come before LMDB has the message;
+ * a request that reads (or reads and then writes) the store first waits for a store
+ * barrier, which completes once every write submitted before it is committed. So whatever
+ * was acknowledged before the request arrived is visible to it, as without the log. */
+
+typedef struct barrier_wait {
+    api_req *r;
+    api_handler_fn fn;
+} barrier_wait;
+
+static void run_after_barrier(worker *w, void *arg) {
+    (void)w;
+    barrier_wait *b = arg;
+    if (b->r->req || b->r->abandoned) b->fn(b->r);
+    else send_answer(b->r, 499, NULL, NULL, 0, 0); /* the client has gone: just free it */
+    free(b);
+}
+
+static void on_barrier(void *arg, int status) {
+    (void)status;
+    worker_post(0, run_after_barrier, arg); /* the API runs on worker 0 */
+}
+
+static int storeless(const api_route_def *rt) {
+    for (size_t i = 0; i < MP_ARRAY_LEN(g_storeless_paths); i++)
+        if (strcmp(rt->path, g_storeless_paths[i]) == 0) return 1;
+    return 0;
+}
+
+static void run_route(api_req *r, const api_route_def *rt) {
+    store *st = im_store();
+    if (storeless(rt) || !st || !store_logging(st)) {
+        rt->fn(r);
+        return;
+    }
+    barrier_wait *b = mp_malloc(sizeof *b);
+    *b = (barrier_wait){r, rt->fn};
+    if (store_submit(st, NULL, on_barrier, b) != MP_OK) { /* closing */
+        free(b);
+        rt->fn(r);
+    }
 }
 
 int api_call(const mp_config *cfg, const char *method, const char *path, mp_str body, api_answer_fn answer,

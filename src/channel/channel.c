@@ -49,6 +49,8 @@ typedef struct send_op {
     uint32_t epoch;
     chan *ch;
     mp_msg *m;
+    int early;            /* message log on: delivered (and a connection's SENDACK sent) once the
+                           * log had it (on_logged), before the LMDB commit (do_committed) */
     struct send_op *dups; /* duplicates (same client_msg_no) waiting for this commit */
     struct send_op *next_dup;
     char text[];
@@ -556,13 +558,11 @@ static int cmd_row_of(void *ctx, mp_str uid) {
 /* Command rows for every recipient of a persisted command message: the explicit
  * recipients of a subscribers send, else the members of the original channel. This is
  * write diffusion (one row per member, created once), as WuKongIM does for commands. */
-static int write_cmd_rows(store_wtxn *t, const send_op *op) {
-    const msg_fields *f = &op->m->f;
+static int write_cmd_rows(store_wtxn *t, const msg_fields *f, const mp_str *recipients, size_t n_recipients) {
     cmd_rows cr = {t, f, mp_now_ns(), MP_OK};
     int rc = MP_OK;
-    if (op->r.n_recipients) {
-        for (size_t i = 0; i < op->r.n_recipients && rc == MP_OK; i++)
-            rc = touch_cmd_conv(t, op->r.recipients[i], f, cr.now);
+    if (n_recipients) {
+        for (size_t i = 0; i < n_recipients && rc == MP_OK; i++) rc = touch_cmd_conv(t, recipients[i], f, cr.now);
         return rc;
     }
     mp_str origin = chan_cmd_origin(f->channel_id);
@@ -580,11 +580,9 @@ static int write_cmd_rows(store_wtxn *t, const send_op *op) {
  * rows for both sides; the sender has read everything up to its own message. Group
  * members' unread counts are computed from the channel's last seq (read diffusion).
  * Command messages get command rows instead (spec §5.8). */
-static int write_message(store_wtxn *t, void *arg) {
-    send_op *op = arg;
-    const msg_fields *f = &op->m->f;
+static int write_message_rows(store_wtxn *t, const msg_fields *f, const mp_str *recipients, size_t n_recipients) {
     int rc = store_txn_append_message(t, f);
-    if (rc == MP_OK && chan_is_cmd(f->channel_id)) return write_cmd_rows(t, op);
+    if (rc == MP_OK && chan_is_cmd(f->channel_id)) return write_cmd_rows(t, f, recipients, n_recipients);
     if (rc != MP_OK || !conversations_kept(f->channel_type)) return rc;
     uint64_t now = mp_now_ns();
     mp_str from = f->from_uid;
@@ -600,6 +598,59 @@ static int write_message(store_wtxn *t, void *arg) {
             touch_conv(t, from, f->channel_type, f->channel_id, f->seq, now);
     }
     return MP_OK;
+}
+
+static int write_message(store_wtxn *t, void *arg) {
+    send_op *op = arg;
+    return write_message_rows(t, &op->m->f, op->r.recipients, op->r.n_recipients);
+}
+
+/* ---- the message log record (store_submit_logged) -------------------------------------
+ * u32 length of the stored message record, the record (store_msg_encode), u16 number of
+ * explicit recipients, each as u16 length + bytes: what write_message needs to run again. */
+
+static size_t log_record_size(const send_op *op) {
+    size_t n = 4 + store_msg_encoded_size(&op->m->f) + 2;
+    for (size_t i = 0; i < op->r.n_recipients; i++) n += 2 + op->r.recipients[i].len;
+    return n;
+}
+
+static void log_record_encode(const send_op *op, uint8_t *p) {
+    size_t mlen = store_msg_encoded_size(&op->m->f);
+    mp_store_u32be(p, (uint32_t)mlen);
+    store_msg_encode(&op->m->f, p + 4);
+    p += 4 + mlen;
+    *p++ = (uint8_t)(op->r.n_recipients >> 8), *p++ = (uint8_t)op->r.n_recipients;
+    for (size_t i = 0; i < op->r.n_recipients; i++) {
+        mp_str u = op->r.recipients[i];
+        *p++ = (uint8_t)(u.len >> 8), *p++ = (uint8_t)u.len;
+        memcpy(p, u.p, u.len);
+        p += u.len;
+    }
+}
+
+int chan_replay_record(store_wtxn *t, const uint8_t *rec, size_t len) {
+    if (len < 6) return MP_EPROTO;
+    size_t mlen = mp_load_u32be(rec);
+    if (mlen > len - 6) return MP_EPROTO;
+    msg_fields f;
+    int rc = store_msg_decode(rec + 4, mlen, &f);
+    if (rc != MP_OK) return rc;
+    uint64_t last;
+    if ((rc = store_txn_get_last_seq(t, f.channel_type, f.channel_id, &last)) != MP_OK) return rc;
+    if (f.seq <= last) return 0; /* LMDB has it: written before the crash */
+    const uint8_t *p = rec + 4 + mlen, *end = rec + len;
+    size_t n = (size_t)p[0] << 8 | p[1];
+    p += 2;
+    mp_str *to = n ? mp_malloc(n * sizeof *to) : NULL;
+    for (size_t i = 0; i < n && rc == MP_OK; i++) {
+        size_t ulen = end - p >= 2 ? ((size_t)p[0] << 8 | p[1]) : SIZE_MAX;
+        if (ulen > (size_t)(end - p) - 2) rc = MP_EPROTO;
+        else to[i] = (mp_str){(const char *)p + 2, (uint32_t)ulen}, p += 2 + ulen;
+    }
+    if (rc == MP_OK) rc = write_message_rows(t, &f, to, n);
+    free(to);
+    return rc == MP_OK ? 1 : rc;
 }
 
 /* The inflight map's key: from_uid, a NUL, client_msg_no. On the stack unless long. */
@@ -633,9 +684,9 @@ static void do_committed(worker *w, void *arg) {
         inflight_key_free(&k);
     }
     if (op->status == MP_OK) {
-        reply(&op->r, REASON_SUCCESS, m->f.message_id, m->f.seq);
+        if (!op->early || op->r.done) reply(&op->r, REASON_SUCCESS, m->f.message_id, m->f.seq);
         for (send_op *d = op->dups; d; d = d->next_dup) reply(&d->r, REASON_SUCCESS, m->f.message_id, m->f.seq);
-        deliver(c, &op->r, m);
+        if (!op->early) deliver(c, &op->r, m);
         if (webhook_wants(WEBHOOK_NOTIFY)) webhook_msg_notify(m);
     } else {
         LOG_ERROR("channel", "store append failed seq=%llu err=\"%s\"", (unsigned long long)m->f.seq,
@@ -646,7 +697,7 @@ static void do_committed(worker *w, void *arg) {
             c->epoch++;
             c->last_seq = m->f.seq - 1;
         }
-        reply(&op->r, REASON_SYSTEM_ERROR, m->f.message_id, 0);
+        reply(&op->r, REASON_SYSTEM_ERROR, m->f.message_id, 0); /* never early: see store_submit_logged */
         for (send_op *d = op->dups; d; d = d->next_dup) reply(&d->r, REASON_SYSTEM_ERROR, m->f.message_id, 0);
     }
     while (op->dups) {
@@ -658,10 +709,46 @@ static void do_committed(worker *w, void *arg) {
     free(op);
 }
 
+/* Owner: the fan-out of a message the log has made durable. */
+static void do_logged(worker *w, void *arg) {
+    (void)w;
+    send_op *op = arg;
+    deliver(op->ch, &op->r, op->m);
+}
+
+/* Log thread: the message is durable in the message log. A connection's SENDACK goes out
+ * now, straight to the connection's worker, and the owner starts the fan-out; the LMDB
+ * commit follows (do_committed answers API callers, duplicates and the webhook). API reads
+ * wait for the commit of everything acknowledged before them (http_server.c run_route),
+ * so a client that got the SENDACK or the RECV can read the message back at once. This is
+ * posted to the owner before do_committed is (the batch reaches the writer after its
+ * logged callbacks ran), so do_logged runs first. */
+static void on_logged(void *arg, int status) {
+    send_op *op = arg;
+    MP_ASSERT(status == MP_OK); /* a failed log write stops the process */
+    if (op->r.conn_id && !op->r.done) reply(&op->r, REASON_SUCCESS, op->m->f.message_id, op->m->f.seq);
+    worker_post(op->owner, do_logged, op);
+}
+
 static void on_store_done(void *arg, int status) {
     send_op *op = arg;
     op->status = status;
     worker_post(op->owner, do_committed, op);
+}
+
+/* Hand the message to the store through the message log (on_logged, do_committed). */
+static void submit_message(send_op *op) {
+    uint8_t stack[1024];
+    size_t len = log_record_size(op);
+    uint8_t *rec = len <= sizeof stack ? stack : mp_malloc(len);
+    log_record_encode(op, rec);
+    op->early = store_logging(im_store());
+    int rc = store_submit_logged(im_store(), rec, len, write_message, op->early ? on_logged : NULL, on_store_done, op);
+    if (rec != stack) free(rec);
+    if (rc != MP_OK) { /* closing: answered as a failed write */
+        op->early = 0;
+        on_store_done(op, rc);
+    }
 }
 
 /* ---- the owner's send path ---------------------------------------------------------------- */
@@ -772,7 +859,7 @@ static void do_send(worker *w, void *arg) {
     op->owner = w->index;
     if (key.len) map_put(c->inflight, key.p, key.len, op);
     inflight_key_free(&key);
-    store_submit(im_store(), write_message, on_store_done, op);
+    submit_message(op);
 }
 
 /* ---- events ------------------------------------------------------------------------------ */

@@ -50,6 +50,11 @@ mp_str chan_agent_peer(mp_str stored_id);
  * tag.expire. done runs on the calling worker once installed. */
 void chan_temp_set(mp_str channel_id, const mp_str *uids, size_t n, im_done_fn done, void *ctx);
 
+/* store_replay_fn for the records of message writes (store.h): after a crash, applies a
+ * message the message log made durable and LMDB does not have yet. */
+struct store_wtxn;
+int chan_replay_record(struct store_wtxn *t, const uint8_t *rec, size_t len);
+
 /* Copy r (and its strings) and route it to the channel owner. */
 void chan_submit_send(const chan_send *r);
 /* Push an event (m->f.kind == MSG_KIND_EVENT; channel_id is the STORED id) to the

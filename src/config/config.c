@@ -134,8 +134,17 @@ static const opt options[] = {
      "When true, /message/sync answers [] and /message/syncack does nothing (command messages "
      "are still stored and delivered online)."},
     {"durability", OPT_STRING, F(durability), "fsync", 0, 0, check_durability,
-     "`fsync`: SENDACK only after the group commit is fsynced. `interval`: fsync every "
-     "syncInterval, so a crash can lose the messages acknowledged in the last interval."},
+     "`fsync`: a message is acknowledged (SENDACK) and delivered only once it is fsynced in the "
+     "message log; LMDB commits follow (store.applyInterval). `interval`: no message log, fsync "
+     "every syncInterval, so a crash can lose the messages acknowledged in the last interval."},
+    {"store.messageLog", OPT_BOOL, F(store_message_log), "true", 0, 0, NULL,
+     "durability=fsync: make messages durable in the message log before their LMDB commit "
+     "(lower SENDACK latency). false = acknowledge after the LMDB commit itself (one thread "
+     "less per message; about 10% more throughput when the CPU is the limit)."},
+    {"store.applyInterval", OPT_DURATION, F(store_apply_interval_ms), "10ms", 0, 10 * SEC, NULL,
+     "durability=fsync: least time between the starts of two LMDB commits while messages keep "
+     "coming (larger commits write fewer pages per message). Messages are already durable in the "
+     "log; API reads wait for the commit of everything acknowledged before them. 0 = commit at once."},
     {"syncInterval", OPT_DURATION, F(sync_interval_ms), "100ms", 1, 60 * SEC, NULL,
      "How often storage is fsynced when durability is `interval`."},
     {"store.mapSize", OPT_SIZE64, F(store_map_size), "64GiB", MIB, 1ull << 50, NULL,

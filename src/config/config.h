@@ -47,6 +47,8 @@ typedef struct mp_config {
     char *durability;        /* durability "fsync" (default) | "interval" */
     uint32_t sync_interval_ms; /* syncInterval default 100ms (interval mode) */
     uint64_t store_map_size; /* store.mapSize default 64GiB */
+    uint32_t store_apply_interval_ms; /* store.applyInterval default 10ms (durability=fsync) */
+    int store_message_log;            /* store.messageLog default 1 (durability=fsync) */
     uint32_t node_id;        /* nodeId (snowflake node, <= 1023) default 1001 */
     /* timeouts (durations accept "3m", "4s", "250ms", or plain milliseconds) */
     uint32_t conn_idle_ms;   /* connIdleTime default 3m */

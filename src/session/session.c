@@ -332,17 +332,20 @@ static void pending_add(conn *c, mp_msg *m, int32_t timestamp, int cmd) {
 }
 
 /* Drop the pending RECV of message_id; returns whether it was a command message. */
-static int pending_remove(conn *c, int64_t message_id) {
+/* Forget the pending RECV of message_id. When it was a stored command message, returns 1
+ * and hands its message reference to *cmd (the caller unrefs); else returns 0. */
+static int pending_remove(conn *c, int64_t message_id, mp_msg **cmd) {
     if (message_id == 0) return 0;
     for (uint32_t i = 0; i < c->n_pending; i++) {
         pending_recv *p = pending_at(c, i);
         if (p->message_id != message_id) continue;
-        int cmd = p->cmd;
+        int is_cmd = p->cmd;
         p->message_id = 0;
-        msg_unref(p->m);
+        if (is_cmd) *cmd = p->m;
+        else msg_unref(p->m);
         p->m = NULL;
         pending_trim(c);
-        return cmd;
+        return is_cmd;
     }
     return 0;
 }
@@ -464,21 +467,18 @@ void session_deliver(worker *w, uint64_t conn_id, mp_msg *m) {
 }
 
 /* spec §5.8: a master device's RECVACK of a stored command message moves the user's
- * command read pointer to it, so /message/sync will not return it again. */
-static void ack_command(conn *c, int64_t message_id) {
-    store_rtxn *r;
-    if (store_rtxn_begin(im_store(), &r) != MP_OK) return;
-    msg_fields m;
-    if (store_get_message_by_id(r, message_id, &m) == MP_OK && chan_is_cmd(m.channel_id))
-        im_conv_advance(mp_str_c(c->uid), m.channel_type, m.channel_id, m.seq, NULL, NULL);
-    store_rtxn_end(r);
-}
-
+ * command read pointer to it, so /message/sync will not return it again. The message is
+ * the one the RECV carried (it may not be committed to LMDB yet: the store write queues
+ * behind the message's own). */
 static int on_recvack(conn *c, const proto_frame *f) {
     proto_recvack a;
     if (proto_decode_recvack(f->body, f->body_len, f->flags, c->version, &a) != MP_OK) return MP_EPROTO;
-    if (!(f->flags & PROTO_FLAG_NOPERSIST) && pending_remove(c, a.message_id) && c->device_level == 1)
-        ack_command(c, a.message_id);
+    mp_msg *cmd = NULL;
+    if (!(f->flags & PROTO_FLAG_NOPERSIST) && pending_remove(c, a.message_id, &cmd)) {
+        if (c->device_level == 1 && chan_is_cmd(cmd->f.channel_id))
+            im_conv_advance(mp_str_c(c->uid), cmd->f.channel_type, cmd->f.channel_id, cmd->f.seq, NULL, NULL);
+        msg_unref(cmd);
+    }
     return MP_OK;
 }
 

@@ -34,6 +34,7 @@
 #include "../common/buf.h"
 #include "../common/log.h"
 #include "../common/metrics.h"
+#include "msglog.h"
 
 #define COMP "store"
 #define FORMAT_VERSION 1
@@ -51,6 +52,8 @@
 #define MAX_GROWS 8
 #define RESIZE_WAIT_MS 5000
 #define RTXN_POOL 16
+#define DEFAULT_LOG_FILE (32ull << 20)
+#define REPLAY_CHUNK 1000 /* records per transaction when replaying the log */
 
 enum {
     DB_MSG,
@@ -77,8 +80,11 @@ typedef struct store_op {
     struct store_op *next;
     store_write_fn fn;
     store_done_fn done;
+    store_logged_fn logged;
     void *arg;
     int status;
+    uint32_t rec_len; /* > 0: a logged op (store_submit_logged), its record follows */
+    uint8_t rec[];
 } store_op;
 
 struct store {
@@ -88,6 +94,8 @@ struct store {
     int sync_mode;
     uint32_t sync_interval_ms;
     uint32_t max_batch;
+    uint32_t apply_interval_ms; /* with the log only (store_options) */
+    uint64_t last_commit_ms;    /* writer: when the last batch was taken */
 
     pthread_mutex_t mu; /* guards head, tail, queued, closing */
     pthread_cond_t cond;
@@ -99,6 +107,22 @@ struct store {
     /* writer thread only */
     int dirty;
     uint64_t next_sync_ms;
+
+    /* Message log (msglog.h; STORE_SYNC_ALWAYS only, else NULL). Submitted ops queue on
+     * lhead first; the log thread appends the records of a batch, fdatasyncs, runs the
+     * logged callbacks and moves the batch, in order, to the writer's queue (head). */
+    mlog *log;
+    pthread_mutex_t lmu; /* guards lhead, ltail, lqueued, lclosing */
+    pthread_cond_t lcond;
+    store_op *lhead, *ltail;
+    uint64_t lqueued;
+    int lclosing;
+    pthread_t log_thread;
+    uint64_t log_logged;          /* log thread: records appended so far */
+    uint64_t log_file_start;      /* log thread: log_logged when the current file began */
+    atomic_uint_fast64_t log_applied; /* writer: logged records committed to LMDB */
+    pthread_cond_t applied_cond;  /* with mu: log_applied moved or the writer took a batch */
+    mt_hist log_ns;               /* log thread: append + fdatasync */
 
     /* read gate for map resizes */
     atomic_uint readers;
@@ -113,7 +137,8 @@ struct store {
     int n_pool;
 
     atomic_uint_fast64_t st_submitted, st_completed, st_commits, st_commit_failures, st_largest_batch,
-        st_map_resizes, st_syncs, st_map_size, st_nested_reruns;
+        st_map_resizes, st_syncs, st_map_size, st_nested_reruns, st_log_records, st_log_flushes, st_log_switches,
+        st_log_replayed;
     mt_hist commit_ns, batch_ops; /* written by the writer thread only (metrics.h) */
 };
 
@@ -1174,6 +1199,30 @@ static uint64_t mono_ns(void) {
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
+/* A logged op's sender may have been acknowledged already: losing its write now would
+ * lose an acknowledged message. Stop instead; the restart replays the log. */
+_Noreturn static void stop_for_log(const char *what, int status) {
+    LOG_ERROR(COMP, "stopping: a logged message write failed after it was made durable in the message log; "
+                    "restart the server to re-apply it from the log what=\"%s\" err=\"%s\"",
+              what, mp_strerror(status));
+    abort();
+}
+
+/* After a commit: the logged ops among [ops, stop) are in LMDB; let the log thread know. */
+static void note_applied(store *s, store_op *ops, store_op *stop) {
+    uint64_t n = 0;
+    for (store_op *op = ops; op != stop; op = op->next) {
+        if (!op->rec_len) continue;
+        if (op->status != MP_OK) stop_for_log("apply", op->status);
+        n++;
+    }
+    if (!n) return;
+    pthread_mutex_lock(&s->mu);
+    atomic_fetch_add(&s->log_applied, n);
+    pthread_cond_broadcast(&s->applied_cond);
+    pthread_mutex_unlock(&s->mu);
+}
+
 static void run_batch(store *s, store_op *ops) {
     while (ops) {
         uint64_t t0 = mono_ns(), n = 0;
@@ -1181,9 +1230,11 @@ static void run_batch(store *s, store_op *ops) {
         mt_hist_observe(&s->commit_ns, &mt_latency_bounds, mono_ns() - t0);
         for (store_op *op = ops; op != stop; op = op->next) n++;
         mt_hist_observe(&s->batch_ops, &mt_count_bounds, n);
+        if (s->log) note_applied(s, ops, stop);
         while (ops != stop) {
             store_op *next = ops->next;
             stat_add(&s->st_completed, 1); /* before done, so a woken waiter sees it */
+            if (!s->log && ops->logged) ops->logged(ops->arg, ops->status); /* no log: after the commit */
             if (ops->done) ops->done(ops->arg, ops->status);
             free(ops);
             ops = next;
@@ -1200,22 +1251,112 @@ static void maybe_sync(store *s, int force) {
     stat_add(&s->st_syncs, 1);
 }
 
-/* Detach up to max_batch ops from the queue head. Caller holds mu. */
-static store_op *take_batch(store *s) {
-    store_op *first = s->head, *last = first;
+/* Detach up to max ops from the head of a queue. Caller holds the queue's mutex. */
+static store_op *take_from(store_op **head, store_op **tail, uint64_t *queued, uint64_t max) {
+    store_op *first = *head, *last = first;
     if (!first) return NULL;
     uint64_t n = 1;
-    while (last->next && n < s->max_batch) {
+    while (last->next && n < max) {
         last = last->next;
         n++;
     }
-    s->head = last->next;
-    if (!s->head) s->tail = NULL;
+    *head = last->next;
+    if (!*head) *tail = NULL;
     last->next = NULL;
-    s->queued -= n;
+    *queued -= n;
+    return first;
+}
+
+/* Detach up to max_batch ops from the writer's queue. Caller holds mu. */
+static store_op *take_batch(store *s) {
+    uint64_t before = s->queued;
+    store_op *first = take_from(&s->head, &s->tail, &s->queued, s->max_batch);
+    uint64_t n = before - s->queued;
     if (n > atomic_load_explicit(&s->st_largest_batch, memory_order_relaxed))
         atomic_store_explicit(&s->st_largest_batch, n, memory_order_relaxed);
     return first;
+}
+
+/* ---- the message log thread --------------------------------------------------------- */
+
+/* Move to the log's other file once every record in it is in LMDB: they were all logged
+ * before the current file began. Waits for the writer if it lags that far behind (a
+ * bound on the memory and log space the backlog takes). */
+static void log_switch_file(store *s) {
+    pthread_mutex_lock(&s->mu);
+    while (atomic_load(&s->log_applied) < s->log_file_start) pthread_cond_wait(&s->applied_cond, &s->mu);
+    pthread_mutex_unlock(&s->mu);
+    int rc = mlog_switch(s->log);
+    if (rc != MP_OK) stop_for_log("switch", rc);
+    s->log_file_start = s->log_logged;
+    stat_add(&s->st_log_switches, 1);
+}
+
+/* Append the batch's records, make them durable, then tell their submitters. */
+static void log_batch(store *s, store_op *batch) {
+    size_t bytes = 0;
+    uint64_t n = 0;
+    for (store_op *op = batch; op; op = op->next)
+        if (op->rec_len) bytes += mlog_framed_size(op->rec_len), n++;
+    if (!n) return;
+    if (mlog_switch_due(s->log, bytes)) log_switch_file(s);
+    uint64_t t0 = mono_ns();
+    for (store_op *op = batch; op; op = op->next)
+        if (op->rec_len) mlog_add(s->log, op->rec, op->rec_len);
+    int rc = mlog_flush(s->log);
+    if (rc != MP_OK) stop_for_log("append", rc);
+    mt_hist_observe(&s->log_ns, &mt_latency_bounds, mono_ns() - t0);
+    s->log_logged += n;
+    stat_add(&s->st_log_records, n);
+    stat_add(&s->st_log_flushes, 1);
+    for (store_op *op = batch; op; op = op->next)
+        if (op->rec_len && op->logged) op->logged(op->arg, MP_OK);
+}
+
+/* Append the batch, in order, to the writer's queue; first wait while the writer is more
+ * than two batches behind, so a log that outruns LMDB cannot queue without bound. */
+static void hand_to_writer(store *s, store_op *batch) {
+    store_op *last = batch;
+    uint64_t n = 1;
+    for (; last->next; last = last->next) n++;
+    pthread_mutex_lock(&s->mu);
+    while (s->queued >= 2 * (uint64_t)s->max_batch && !s->closing) pthread_cond_wait(&s->applied_cond, &s->mu);
+    int wake = s->head == NULL;
+    if (s->tail) s->tail->next = batch;
+    else s->head = batch;
+    s->tail = last;
+    s->queued += n;
+    if (wake) pthread_cond_signal(&s->cond);
+    pthread_mutex_unlock(&s->mu);
+}
+
+static void *log_main(void *arg) {
+    store *s = arg;
+    pthread_setname_np(pthread_self(), "magpie-log");
+    for (;;) {
+        pthread_mutex_lock(&s->lmu);
+        while (!s->lhead && !s->lclosing) pthread_cond_wait(&s->lcond, &s->lmu);
+        store_op *batch = take_from(&s->lhead, &s->ltail, &s->lqueued, s->max_batch);
+        pthread_mutex_unlock(&s->lmu);
+        if (!batch) return NULL; /* closing and drained */
+        log_batch(s, batch);
+        hand_to_writer(s, batch);
+    }
+}
+
+/* With the message log nobody waits for an LMDB commit to be answered, so commits can be
+ * spaced out: the pages a commit rewrites follow the channels it touches, not its size, and
+ * fewer, larger commits write far less per message. Waits (mu held, released while
+ * waiting) until apply_interval_ms after the last batch was taken, unless a full batch is
+ * already waiting or the store is closing. */
+static void wait_apply_interval(store *s) {
+    if (!s->log || !s->apply_interval_ms) return;
+    uint64_t due = s->last_commit_ms + s->apply_interval_ms;
+    for (uint64_t now = mp_mono_ms(); now < due && !s->closing && s->queued < s->max_batch; now = mp_mono_ms()) {
+        struct timespec ts = mono_deadline(due - now);
+        pthread_cond_timedwait(&s->cond, &s->mu, &ts);
+    }
+    s->last_commit_ms = mp_mono_ms();
 }
 
 static void *writer_main(void *arg) {
@@ -1233,7 +1374,9 @@ static void *writer_main(void *arg) {
                 pthread_cond_wait(&s->cond, &s->mu);
             }
         }
+        wait_apply_interval(s);
         store_op *batch = take_batch(s);
+        if (batch && s->log) pthread_cond_broadcast(&s->applied_cond); /* room for the log thread */
         int stop = !batch && s->closing;
         pthread_mutex_unlock(&s->mu);
         if (batch) run_batch(s, batch);
@@ -1242,27 +1385,48 @@ static void *writer_main(void *arg) {
     }
 }
 
-int store_submit(store *s, store_write_fn fn, store_done_fn done, void *arg) {
-    if (!s) return MP_EINVAL;
-    store_op *op = mp_malloc(sizeof *op);
-    *op = (store_op){NULL, fn, done, arg, MP_OK};
-    pthread_mutex_lock(&s->mu);
-    if (s->closing) {
-        pthread_mutex_unlock(&s->mu);
+/* Queue op for the log thread (with a log) or the writer; frees it when closed. */
+static int enqueue(store *s, store_op *op) {
+    pthread_mutex_t *mu = s->log ? &s->lmu : &s->mu;
+    pthread_cond_t *cond = s->log ? &s->lcond : &s->cond;
+    store_op **head = s->log ? &s->lhead : &s->head, **tail = s->log ? &s->ltail : &s->tail;
+    pthread_mutex_lock(mu);
+    if (s->log ? s->lclosing : s->closing) {
+        pthread_mutex_unlock(mu);
         free(op);
         return MP_ECLOSED;
     }
-    int wake = s->head == NULL; /* the writer only sleeps on an empty queue */
-    if (s->tail)
-        s->tail->next = op;
+    int wake = *head == NULL; /* the thread only sleeps on an empty queue */
+    if (*tail)
+        (*tail)->next = op;
     else
-        s->head = op;
-    s->tail = op;
-    s->queued++;
-    if (wake) pthread_cond_signal(&s->cond);
-    pthread_mutex_unlock(&s->mu);
+        *head = op;
+    *tail = op;
+    if (s->log) s->lqueued++;
+    else s->queued++;
+    if (wake) pthread_cond_signal(cond);
+    pthread_mutex_unlock(mu);
     stat_add(&s->st_submitted, 1);
     return MP_OK;
+}
+
+int store_logging(const store *s) { return s->log != NULL; }
+
+int store_submit(store *s, store_write_fn fn, store_done_fn done, void *arg) {
+    if (!s) return MP_EINVAL;
+    store_op *op = mp_malloc(sizeof *op);
+    *op = (store_op){.fn = fn, .done = done, .arg = arg, .status = MP_OK};
+    return enqueue(s, op);
+}
+
+int store_submit_logged(store *s, const uint8_t *rec, size_t len, store_write_fn fn, store_logged_fn logged,
+                        store_done_fn done, void *arg) {
+    if (!s || !rec || len == 0 || len > MLOG_MAX_RECORD) return MP_EINVAL;
+    size_t keep = s->log ? len : 0;
+    store_op *op = mp_malloc(sizeof *op + keep);
+    *op = (store_op){.fn = fn, .done = done, .logged = logged, .arg = arg, .status = MP_OK, .rec_len = (uint32_t)keep};
+    memcpy(op->rec, rec, keep);
+    return enqueue(s, op);
 }
 
 void store_get_histograms(store *s, mt_hist_sum *commit_ns, mt_hist_sum *batch_ops) {
@@ -1270,11 +1434,22 @@ void store_get_histograms(store *s, mt_hist_sum *commit_ns, mt_hist_sum *batch_o
     mt_hist_add(batch_ops, &s->batch_ops);
 }
 
+void store_get_log_histogram(store *s, mt_hist_sum *flush_ns) { mt_hist_add(flush_ns, &s->log_ns); }
+
 void store_get_stats(store *s, store_stats *out) {
     memset(out, 0, sizeof *out);
     pthread_mutex_lock(&s->mu);
     out->queued = s->queued;
     pthread_mutex_unlock(&s->mu);
+    if (s->log) {
+        pthread_mutex_lock(&s->lmu);
+        out->queued += s->lqueued;
+        pthread_mutex_unlock(&s->lmu);
+    }
+    out->log_records = atomic_load_explicit(&s->st_log_records, memory_order_relaxed);
+    out->log_flushes = atomic_load_explicit(&s->st_log_flushes, memory_order_relaxed);
+    out->log_switches = atomic_load_explicit(&s->st_log_switches, memory_order_relaxed);
+    out->log_replayed = atomic_load_explicit(&s->st_log_replayed, memory_order_relaxed);
     out->submitted = atomic_load_explicit(&s->st_submitted, memory_order_relaxed);
     out->completed = atomic_load_explicit(&s->st_completed, memory_order_relaxed);
     out->commits = atomic_load_explicit(&s->st_commits, memory_order_relaxed);
@@ -1311,6 +1486,28 @@ static int cond_init_mono(pthread_cond_t *c) {
     int rc = pthread_cond_init(c, &a);
     pthread_condattr_destroy(&a);
     return rc;
+}
+
+static void sync_init(store *s) {
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_mutex_init(&s->lmu, NULL);
+    pthread_mutex_init(&s->pool_mu, NULL);
+    pthread_mutex_init(&s->gate_mu, NULL);
+    cond_init_mono(&s->cond);
+    cond_init_mono(&s->lcond);
+    cond_init_mono(&s->applied_cond);
+    cond_init_mono(&s->gate_cond);
+}
+
+static void sync_destroy(store *s) {
+    pthread_mutex_destroy(&s->mu);
+    pthread_mutex_destroy(&s->lmu);
+    pthread_mutex_destroy(&s->pool_mu);
+    pthread_mutex_destroy(&s->gate_mu);
+    pthread_cond_destroy(&s->cond);
+    pthread_cond_destroy(&s->lcond);
+    pthread_cond_destroy(&s->applied_cond);
+    pthread_cond_destroy(&s->gate_cond);
 }
 
 /* Open every sub-database and check the layout version. */
@@ -1352,6 +1549,91 @@ static int open_dbs(store *s) {
     return MP_OK;
 }
 
+/* ---- replaying the message log at open ------------------------------------------------ */
+
+typedef struct replay_ctx {
+    store *s;
+    store_replay_fn fn;
+    MDB_txn *txn;
+    uint32_t in_txn;
+    uint64_t applied;
+    int map_full;
+} replay_ctx;
+
+static int replay_commit(replay_ctx *r) {
+    int rc = mdb_txn_commit(r->txn);
+    r->txn = NULL;
+    r->in_txn = 0;
+    if (rc == MDB_MAP_FULL) r->map_full = 1;
+    else if (rc) LOG_ERROR(COMP, "message log replay: commit: %s", mdb_strerror(rc));
+    return rc ? MP_EIO : MP_OK;
+}
+
+static int replay_one(void *ctx, const uint8_t *rec, size_t len) {
+    replay_ctx *r = ctx;
+    if (!r->fn) {
+        LOG_ERROR(COMP, "the message log holds records but no replay function was given");
+        return MP_EINVAL;
+    }
+    if (!r->txn) {
+        int rc = mdb_txn_begin(r->s->env, NULL, 0, &r->txn);
+        if (rc) {
+            if (rc == MDB_MAP_FULL) r->map_full = 1;
+            else LOG_ERROR(COMP, "message log replay: txn: %s", mdb_strerror(rc));
+            r->txn = NULL;
+            return MP_EIO;
+        }
+    }
+    struct store_wtxn w = {{r->s, r->txn, 0}};
+    int rc = r->fn(&w, rec, len);
+    if (w.t.lmdb_err == MDB_MAP_FULL || w.t.lmdb_err == MDB_TXN_FULL) {
+        r->map_full = w.t.lmdb_err == MDB_MAP_FULL;
+        if (w.t.lmdb_err == MDB_TXN_FULL) LOG_ERROR(COMP, "message log replay: one record exceeds the transaction size limit");
+        return MP_EIO;
+    }
+    if (rc < 0 || w.t.lmdb_err) {
+        LOG_ERROR(COMP, "message log replay: a record cannot be applied err=\"%s\"", mp_strerror(rc < 0 ? rc : MP_EIO));
+        return rc < 0 ? rc : MP_EIO;
+    }
+    r->applied += rc == 1;
+    return ++r->in_txn == REPLAY_CHUNK ? replay_commit(r) : MP_OK;
+}
+
+/* Re-apply what the log holds (a chunk per transaction; the replay function skips what
+ * LMDB already has, so a chunk cut short by a full map is simply re-read after the map
+ * grew), make it durable, then empty the log. */
+static int replay_log(store *s, store_replay_fn fn) {
+    for (int grows = 0;; grows++) {
+        replay_ctx r = {.s = s, .fn = fn};
+        int rc = mlog_replay(s->log, replay_one, &r);
+        if (rc == MP_OK && r.txn) rc = replay_commit(&r);
+        if (r.txn) mdb_txn_abort(r.txn);
+        if (rc != MP_OK && r.map_full && grows < MAX_GROWS && grow_map(s) == MP_OK) continue;
+        if (rc != MP_OK) return rc;
+        if (s->sync_mode == STORE_SYNC_INTERVAL && (rc = mdb_env_sync(s->env, 1)) != 0) {
+            LOG_ERROR(COMP, "message log replay: sync: %s", mdb_strerror(rc));
+            return MP_EIO;
+        }
+        stat_add(&s->st_log_replayed, r.applied);
+        if (mlog_replayed(s->log))
+            LOG_INFO(COMP, "message log replayed records=%llu re_applied=%llu", (unsigned long long)mlog_replayed(s->log),
+                     (unsigned long long)r.applied);
+        return mlog_reset(s->log);
+    }
+}
+
+/* Open the log and replay it (always: the last run may have had another durability);
+ * keep it for writing in STORE_SYNC_ALWAYS mode only, unless turned off. */
+static int open_log(store *s, const store_options *opt) {
+    int rc = mlog_open(opt->dir, opt->log_file_size ? opt->log_file_size : DEFAULT_LOG_FILE, &s->log);
+    if (rc == MP_OK) rc = replay_log(s, opt->replay);
+    if (rc != MP_OK || s->sync_mode != STORE_SYNC_ALWAYS || opt->no_message_log) {
+        mlog_close(s->log);
+        s->log = NULL;
+    }
+    return rc;
+}
+
 int store_open(const store_options *opt, store **out) {
     *out = NULL;
     if (!opt || !opt->dir || !opt->dir[0] ||
@@ -1370,6 +1652,7 @@ int store_open(const store_options *opt, store **out) {
     s->sync_mode = opt->sync_mode;
     s->sync_interval_ms = opt->sync_interval_ms ? opt->sync_interval_ms : DEFAULT_SYNC_MS;
     s->max_batch = opt->max_batch ? opt->max_batch : DEFAULT_BATCH;
+    s->apply_interval_ms = opt->apply_interval_ms;
 
     int rc = mdb_env_create(&s->env);
     if (rc == 0) rc = mdb_env_set_maxdbs(s->env, DB_COUNT + 4);
@@ -1390,22 +1673,25 @@ int store_open(const store_options *opt, store **out) {
     MDB_envinfo info;
     if (mdb_env_info(s->env, &info) == 0) atomic_store(&s->st_map_size, info.me_mapsize);
 
-    pthread_mutex_init(&s->mu, NULL);
-    pthread_mutex_init(&s->pool_mu, NULL);
-    pthread_mutex_init(&s->gate_mu, NULL);
-    cond_init_mono(&s->cond);
-    cond_init_mono(&s->gate_cond);
+    sync_init(s);
+    if (open_log(s, opt) != MP_OK) goto fail_sync;
     if ((rc = pthread_create(&s->thread, NULL, writer_main, s)) != 0) {
         LOG_ERROR(COMP, "writer thread: %s", strerror(rc));
-        pthread_mutex_destroy(&s->mu);
-        pthread_mutex_destroy(&s->pool_mu);
-        pthread_mutex_destroy(&s->gate_mu);
-        pthread_cond_destroy(&s->cond);
-        pthread_cond_destroy(&s->gate_cond);
-        goto fail;
+        goto fail_sync;
+    }
+    if (s->log && (rc = pthread_create(&s->log_thread, NULL, log_main, s)) != 0) {
+        LOG_ERROR(COMP, "message log thread: %s", strerror(rc));
+        mlog_close(s->log);
+        s->log = NULL;
+        store_close(s);
+        return MP_EIO;
     }
     *out = s;
     return MP_OK;
+fail_sync:
+    mlog_close(s->log);
+    pool_drain(s);
+    sync_destroy(s);
 fail:
     if (s->env) mdb_env_close(s->env);
     free(s);
@@ -1414,6 +1700,14 @@ fail:
 
 void store_close(store *s) {
     if (!s) return;
+    if (s->log) { /* the log thread hands everything on to the writer, then ends */
+        pthread_mutex_lock(&s->lmu);
+        s->lclosing = 1;
+        pthread_cond_signal(&s->lcond);
+        pthread_mutex_unlock(&s->lmu);
+        pthread_join(s->log_thread, NULL);
+        MP_ASSERT(s->lhead == NULL);
+    }
     pthread_mutex_lock(&s->mu);
     s->closing = 1;
     pthread_cond_signal(&s->cond);
@@ -1422,11 +1716,10 @@ void store_close(store *s) {
     MP_ASSERT(s->head == NULL);
     MP_ASSERT(atomic_load(&s->readers) == 0);
     pool_drain(s);
+    /* everything is in LMDB and durable: start the next run with an empty log */
+    if (s->log && mlog_reset(s->log) != MP_OK) LOG_WARN(COMP, "could not empty the message log; the next start replays it");
     mdb_env_close(s->env);
-    pthread_mutex_destroy(&s->mu);
-    pthread_mutex_destroy(&s->pool_mu);
-    pthread_mutex_destroy(&s->gate_mu);
-    pthread_cond_destroy(&s->cond);
-    pthread_cond_destroy(&s->gate_cond);
+    mlog_close(s->log);
+    sync_destroy(s);
     free(s);
 }

@@ -28,12 +28,24 @@ enum store_sync_mode {
     STORE_SYNC_INTERVAL = 1, /* fsync every sync_interval_ms; a crash can lose that interval */
 };
 
+/* Re-apply one message-log record after a crash (store_submit_logged), inside a write
+ * transaction at store_open. Returns 1 when applied, 0 when LMDB already has the record's
+ * writes (records are replayed from the oldest one the log still holds, so most are
+ * skipped this way), or an MP_E* error. */
+typedef int (*store_replay_fn)(store_wtxn *txn, const uint8_t *rec, size_t len);
+
 typedef struct store_options {
     const char *dir;            /* created if missing */
     int sync_mode;
     uint32_t sync_interval_ms;  /* STORE_SYNC_INTERVAL only; 0 = default 100 */
     uint64_t map_size;          /* bytes; 0 = default (64 GiB, sparse) */
     uint32_t max_batch;         /* max submitted ops per commit; 0 = default 4096 */
+    store_replay_fn replay;     /* needed when the message log holds records */
+    uint64_t log_file_size;     /* message log: bytes per file before switching; 0 = 32 MiB */
+    int no_message_log;         /* STORE_SYNC_ALWAYS without the log: SENDACK after the commit
+                                 * (a log left by an earlier run is still replayed at open) */
+    uint32_t apply_interval_ms; /* with the log: least time between LMDB commit starts while
+                                 * less than max_batch ops wait (bigger, cheaper commits) */
 } store_options;
 
 /* Open (or create) the store and start the writer thread. */
@@ -61,6 +73,24 @@ typedef void (*store_done_fn)(void *arg, int status);
  * committed. Returns MP_ECLOSED once store_close() has started (also from done callbacks
  * running during the final drain); done is then not called. */
 int store_submit(store *s, store_write_fn fn, store_done_fn done, void *arg);
+
+/* A write made durable by the message log first (msglog.h), for message appends: in
+ * STORE_SYNC_ALWAYS mode rec (len bytes, copied) is appended to the log and fdatasync'ed
+ * with the others of its batch, then logged(arg, MP_OK) runs on the log thread (the
+ * message is durable: acknowledge it), then fn runs in an LMDB batch as for store_submit
+ * and done follows the commit. If the process dies in between, store_open replays rec
+ * with the replay function. Order with every other submitted op is kept. logged may be
+ * NULL. A logged op that cannot be written to the log or applied to LMDB stops the
+ * process (its sender may have been acknowledged; the log keeps it for the restart).
+ * In STORE_SYNC_INTERVAL mode there is no log: logged(arg, status) runs just before done,
+ * after the commit. Returns as store_submit. */
+typedef void (*store_logged_fn)(void *arg, int status);
+/* 1 when logged ops are acknowledged before their LMDB commit (the message log is on):
+ * readers that must see every acknowledged write first wait for a barrier (store_submit
+ * with fn NULL). */
+int store_logging(const store *s);
+int store_submit_logged(store *s, const uint8_t *rec, size_t len, store_write_fn fn, store_logged_fn logged,
+                        store_done_fn done, void *arg);
 
 /* Operations usable inside a store_write_fn.
  * Keys are limited by LMDB to STORE_MAX_KEY bytes; a call whose key would be longer returns
@@ -173,11 +203,17 @@ typedef struct store_stats {
     uint64_t syncs;           /* explicit fsyncs (STORE_SYNC_INTERVAL mode) */
     uint64_t map_size;        /* current map size in bytes */
     uint64_t nested_reruns;   /* batches re-run op by op because one op failed */
+    uint64_t log_records;     /* records appended to the message log */
+    uint64_t log_flushes;     /* log appends fdatasync'ed (each a batch of records) */
+    uint64_t log_switches;    /* times the log moved to its other file */
+    uint64_t log_replayed;    /* records re-applied from the log at start */
 } store_stats;
 void store_get_stats(store *s, store_stats *out);
 /* Add the writer's histograms to the sums (any thread): time of each batch transaction
  * from begin to durable commit (ns), and the ops it carried. */
 void store_get_histograms(store *s, mt_hist_sum *commit_ns, mt_hist_sum *batch_ops);
+/* The message log's append + fdatasync durations (ns). */
+void store_get_log_histogram(store *s, mt_hist_sum *flush_ns);
 
 /* Serialization of a message record, exposed for tests and tools. */
 size_t store_msg_encoded_size(const msg_fields *f);
