@@ -122,6 +122,9 @@ limitTest('maxConnections: the connection past the limit is closed at accept; a 
   }
   const by = await s.bystanders();                  // 2 of 4
   const idle = [await s.tcp(), await s.tcp()];      // 4 of 4 (pre-auth connections count too)
+  // With 2 workers each accepts on its own socket, so a later connect can be accepted first:
+  // let the server count all four before the fifth arrives.
+  for (let i = 0; i < 100 && (await s.srv.get('/varz')).json.connections !== 4; i++) await sleep(20);
   const over = await s.tcp();
   assert.equal(await over.waitClosed(2000), true, 'the 5th connection is closed');
   const r = await over.connect({ uid: uid('over'), timeoutMs: 500 }).catch(() => null);
