@@ -131,6 +131,7 @@ async function poll() {
       deliveries: sum(s, 'magpie_deliveries_total'),
       lat: buckets(s, 'magpie_sendack_latency_seconds'),
       commit: buckets(s, 'magpie_store_commit_seconds'),
+      logFlush: buckets(s, 'magpie_store_log_flush_seconds'),
     };
     const conns = sum(s, 'magpie_connections');
     $('#connections').textContent = String(conns);
@@ -148,6 +149,7 @@ async function poll() {
       $('#deliveries-rate').textContent = fmtRate(dr);
       $('#latency').textContent = `${fmtMs(p50)} / ${fmtMs(p99)}`;
       $('#commit-latency').textContent = fmtMs(quantile(0.99, prev.commit, cur.commit));
+      $('#log-latency').textContent = fmtMs(quantile(0.99, prev.logFlush, cur.logFlush));
       push(series.rate[0], sr);
       push(series.rate[1], dr);
       push(series.latency[0], p50 === null ? null : p50 * 1000);
