@@ -616,6 +616,7 @@ static size_t log_record_size(const send_op *op) {
 }
 
 static void log_record_encode(const send_op *op, uint8_t *p) {
+    MP_ASSERT(op->r.n_recipients <= UINT16_MAX); /* the API allows 10,000; uids are <= 128 bytes */
     size_t mlen = store_msg_encoded_size(&op->m->f);
     mp_store_u32be(p, (uint32_t)mlen);
     store_msg_encode(&op->m->f, p + 4);
