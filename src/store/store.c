@@ -96,6 +96,7 @@ struct store {
     uint32_t max_batch;
     uint32_t apply_interval_ms; /* with the log only (store_options) */
     uint64_t last_commit_ms;    /* writer: when the last batch was taken */
+    uint64_t barriers;          /* with mu: barriers (fn NULL) in the writer's queue */
 
     pthread_mutex_t mu; /* guards head, tail, queued, closing */
     pthread_cond_t cond;
@@ -1272,6 +1273,7 @@ static store_op *take_batch(store *s) {
     uint64_t before = s->queued;
     store_op *first = take_from(&s->head, &s->tail, &s->queued, s->max_batch);
     uint64_t n = before - s->queued;
+    for (store_op *op = first; op && s->barriers; op = op->next) s->barriers -= !op->fn;
     if (n > atomic_load_explicit(&s->st_largest_batch, memory_order_relaxed))
         atomic_store_explicit(&s->st_largest_batch, n, memory_order_relaxed);
     return first;
@@ -1317,11 +1319,12 @@ static void log_batch(store *s, store_op *batch) {
  * than two batches behind, so a log that outruns LMDB cannot queue without bound. */
 static void hand_to_writer(store *s, store_op *batch) {
     store_op *last = batch;
-    uint64_t n = 1;
-    for (; last->next; last = last->next) n++;
+    uint64_t n = 1, barriers = !batch->fn;
+    for (; last->next; last = last->next) n++, barriers += !last->next->fn;
     pthread_mutex_lock(&s->mu);
     while (s->queued >= 2 * (uint64_t)s->max_batch && !s->closing) pthread_cond_wait(&s->applied_cond, &s->mu);
-    int wake = s->head == NULL;
+    s->barriers += barriers;
+    int wake = s->head == NULL || barriers; /* a barrier ends the writer's apply-interval wait */
     if (s->tail) s->tail->next = batch;
     else s->head = batch;
     s->tail = last;
@@ -1348,11 +1351,13 @@ static void *log_main(void *arg) {
  * spaced out: the pages a commit rewrites follow the channels it touches, not its size, and
  * fewer, larger commits write far less per message. Waits (mu held, released while
  * waiting) until apply_interval_ms after the last batch was taken, unless a full batch is
- * already waiting or the store is closing. */
+ * already waiting, a barrier is (an API read waits for it: commit now) or the store is
+ * closing. */
 static void wait_apply_interval(store *s) {
     if (!s->log || !s->apply_interval_ms) return;
     uint64_t due = s->last_commit_ms + s->apply_interval_ms;
-    for (uint64_t now = mp_mono_ms(); now < due && !s->closing && s->queued < s->max_batch; now = mp_mono_ms()) {
+    for (uint64_t now = mp_mono_ms(); now < due && !s->closing && s->queued < s->max_batch && !s->barriers;
+         now = mp_mono_ms()) {
         struct timespec ts = mono_deadline(due - now);
         pthread_cond_timedwait(&s->cond, &s->mu, &ts);
     }
