@@ -111,15 +111,20 @@ static void on_sighup(uv_signal_t *h, int signum) {
     LOG_INFO("main", "SIGHUP: TLS certificate reloaded");
 }
 
-static void on_signal(uv_signal_t *h, int signum) {
-    (void)h;
+/* The shutdown phases above; on worker 0, or before the workers run. */
+static void begin_shutdown(void) {
     static int stopping;
     if (stopping) return;
     stopping = 1;
-    LOG_INFO("main", "shutting down signal=%d", signum);
     api_stop();
     g_net_left = workers_count();
     for (int i = 0; i < workers_count(); i++) worker_post(i, stop_net, NULL);
+}
+
+static void on_signal(uv_signal_t *h, int signum) {
+    (void)h;
+    LOG_INFO("main", "shutting down signal=%d", signum);
+    begin_shutdown();
 }
 
 static int default_workers(void) {
@@ -173,28 +178,38 @@ int main(int argc, char **argv) {
         presence_init(w);
         webhook_worker_start(w);
         chan_init(w);
-        if (net_worker_start(w, &cfg) != MP_OK) {
-            LOG_ERROR("main", "cannot start listeners addr=%s wsAddr=%s", cfg.addr, cfg.ws_addr);
-            return 1;
-        }
     }
     worker *w0 = worker_get(0);
-    if (api_start(&w0->loop, &cfg) != MP_OK) {
-        LOG_ERROR("main", "cannot start the HTTP API httpAddr=%s", cfg.http_addr);
-        return 1;
-    }
     uv_signal_init(&w0->loop, &g_sigint);
     uv_signal_init(&w0->loop, &g_sigterm);
-    uv_signal_start(&g_sigint, on_signal, SIGINT);
-    uv_signal_start(&g_sigterm, on_signal, SIGTERM);
     uv_signal_init(&w0->loop, &g_sighup);
-    uv_signal_start(&g_sighup, on_sighup, SIGHUP);
 
-    LOG_INFO("main", "magpie ready tcp=%s ws=%s http=%s workers=%d dataDir=%s durability=%s tokenAuthOn=%d",
-             cfg.addr, cfg.ws_addr, cfg.http_addr, nworkers, cfg.data_dir, cfg.durability, cfg.token_auth_on);
-    if (tls_enabled())
-        LOG_INFO("main", "TLS on tls=%s wss=%s https=%s minVersion=%s", cfg.tls_addr[0] ? cfg.tls_addr : "off",
-                 cfg.wss_addr[0] ? cfg.wss_addr : "off", cfg.https_addr[0] ? cfg.https_addr : "off", cfg.tls_min_version);
+    /* A listener that cannot start (say, a port in use) ends the run through the normal
+     * shutdown, so the store is closed and everything is freed as on SIGTERM. */
+    int exit_code = 0;
+    for (int i = 0; i < nworkers && !exit_code; i++) {
+        if (net_worker_start(worker_get(i), &cfg) != MP_OK) {
+            LOG_ERROR("main", "cannot start listeners addr=%s wsAddr=%s", cfg.addr, cfg.ws_addr);
+            exit_code = 1;
+        }
+    }
+    if (!exit_code && api_start(&w0->loop, &cfg) != MP_OK) {
+        LOG_ERROR("main", "cannot start the HTTP API httpAddr=%s", cfg.http_addr);
+        exit_code = 1;
+    }
+    if (exit_code) {
+        begin_shutdown();
+    } else {
+        uv_signal_start(&g_sigint, on_signal, SIGINT);
+        uv_signal_start(&g_sigterm, on_signal, SIGTERM);
+        uv_signal_start(&g_sighup, on_sighup, SIGHUP);
+        LOG_INFO("main", "magpie ready tcp=%s ws=%s http=%s workers=%d dataDir=%s durability=%s tokenAuthOn=%d",
+                 cfg.addr, cfg.ws_addr, cfg.http_addr, nworkers, cfg.data_dir, cfg.durability, cfg.token_auth_on);
+        if (tls_enabled())
+            LOG_INFO("main", "TLS on tls=%s wss=%s https=%s minVersion=%s", cfg.tls_addr[0] ? cfg.tls_addr : "off",
+                     cfg.wss_addr[0] ? cfg.wss_addr : "off", cfg.https_addr[0] ? cfg.https_addr : "off",
+                     cfg.tls_min_version);
+    }
     workers_run();
     workers_destroy_begin(); /* join workers 1.. before the store goes away */
     store_close(st);         /* every submitted write finishes and is synced */
@@ -213,5 +228,5 @@ int main(int argc, char **argv) {
     config_free(&cfg);
     httpc_global_cleanup();
     tls_free();
-    return 0;
+    return exit_code;
 }

@@ -108,6 +108,7 @@ static int start_listener(worker *w, uv_tcp_t *l, const char *addr, int kind) {
     l->data = (void *)(intptr_t)kind;
     if (uv_tcp_open(l, fd) != 0 || uv_listen((uv_stream_t *)l, 4096, on_accept) != 0) {
         LOG_ERROR("net", "cannot listen on %s", addr);
+        uv_close((uv_handle_t *)l, NULL); /* the loop finishes closing it at shutdown */
         return MP_EIO;
     }
     return MP_OK;

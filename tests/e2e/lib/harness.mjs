@@ -10,6 +10,9 @@ import zlib from 'node:zlib';
 import { MagpieServer } from './server.mjs';
 import { WkClient, PT, REASON } from './wkproto.mjs';
 
+/** Servers started by useServer in this test process and not disposed yet. */
+const liveServers = new Set();
+
 const FILE = path.basename(process.argv[1] ?? 'e2e', '.test.mjs');
 
 /** A short unique id with the given prefix (safe for uids and channel ids: [A-Za-z0-9_]). */
@@ -44,6 +47,7 @@ export function useServer({ args = [], name = FILE, workers } = {}) {
 
   before(async () => {
     h.srv = new MagpieServer({ args, name, workers });
+    liveServers.add(h.srv);
     await h.srv.start();
   });
 
@@ -60,8 +64,13 @@ export function useServer({ args = [], name = FILE, workers } = {}) {
     if (!h.srv) return;
     if (h.failed) process.stderr.write(`\n[${name}] server output after failure:\n${h.srv.tail(200)}\n`);
     await h.srv.dispose();
+    liveServers.delete(h.srv);
     const problems = h.srv.problems();
     if (problems.length) {
+      // node:test skips the after hooks that follow a failed one: stop every other server of
+      // this file now, or they would keep the test process (and CI) waiting until its timeout.
+      for (const other of liveServers) await other.dispose().catch(() => {});
+      liveServers.clear();
       throw new Error(`magpie reported problems (full log: tests/e2e/artifacts/${name}.log):\n${problems.join('\n')}\n${h.srv.tail(80)}`);
     }
   });
