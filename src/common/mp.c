@@ -63,8 +63,10 @@ uint64_t mp_now_ns(void) {
 
 uint64_t mp_now_ms(void) { return mp_now_ns() / 1000000ull; }
 
-uint64_t mp_mono_ms(void) {
+uint64_t mp_mono_ns(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000ull + (uint64_t)ts.tv_nsec / 1000000ull;
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
+
+uint64_t mp_mono_ms(void) { return mp_mono_ns() / 1000000ull; }

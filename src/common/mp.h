@@ -60,6 +60,7 @@ char *mp_strndup(const char *s, size_t n);
 uint64_t mp_now_ms(void);   /* wall clock, ms since epoch */
 uint64_t mp_now_ns(void);   /* wall clock, ns since epoch */
 uint64_t mp_mono_ms(void);  /* monotonic, ms */
+uint64_t mp_mono_ns(void);  /* monotonic, ns (durations) */
 
 #define MP_MIN(a, b) ((a) < (b) ? (a) : (b))
 #define MP_MAX(a, b) ((a) > (b) ? (a) : (b))

@@ -119,8 +119,7 @@ struct store {
     uint64_t lqueued;
     int lclosing;
     pthread_t log_thread;
-    uint64_t log_logged;          /* log thread: records appended so far */
-    uint64_t log_file_start;      /* log thread: log_logged when the current file began */
+    uint64_t log_file_start;      /* log thread: st_log_records when the current file began */
     atomic_uint_fast64_t log_applied; /* writer: logged records committed to LMDB */
     pthread_cond_t applied_cond;  /* with mu: log_applied moved or the writer took a batch */
     mt_hist log_ns;               /* log thread: append + fdatasync */
@@ -138,7 +137,7 @@ struct store {
     int n_pool;
 
     atomic_uint_fast64_t st_submitted, st_completed, st_commits, st_commit_failures, st_largest_batch,
-        st_map_resizes, st_syncs, st_map_size, st_nested_reruns, st_log_records, st_log_flushes, st_log_switches,
+        st_map_resizes, st_syncs, st_map_size, st_nested_reruns, st_log_records, st_log_switches,
         st_log_replayed;
     mt_hist commit_ns, batch_ops; /* written by the writer thread only (metrics.h) */
 };
@@ -1194,12 +1193,6 @@ static store_op *run_segment(store *s, store_op *first) {
     }
 }
 
-static uint64_t mono_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 /* A logged op's sender may have been acknowledged already: losing its write now would
  * lose an acknowledged message. Stop instead; the restart replays the log. */
 _Noreturn static void stop_for_log(const char *what, int status) {
@@ -1226,9 +1219,9 @@ static void note_applied(store *s, store_op *ops, store_op *stop) {
 
 static void run_batch(store *s, store_op *ops) {
     while (ops) {
-        uint64_t t0 = mono_ns(), n = 0;
+        uint64_t t0 = mp_mono_ns(), n = 0;
         store_op *stop = run_segment(s, ops);
-        mt_hist_observe(&s->commit_ns, &mt_latency_bounds, mono_ns() - t0);
+        mt_hist_observe(&s->commit_ns, &mt_latency_bounds, mp_mono_ns() - t0);
         for (store_op *op = ops; op != stop; op = op->next) n++;
         mt_hist_observe(&s->batch_ops, &mt_count_bounds, n);
         if (s->log) note_applied(s, ops, stop);
@@ -1250,6 +1243,13 @@ static void maybe_sync(store *s, int force) {
     if (rc) LOG_ERROR(COMP, "sync: %s", mdb_strerror(rc));
     s->dirty = 0;
     stat_add(&s->st_syncs, 1);
+}
+
+/* Append first..last (linked) to a queue. Caller holds the queue's mutex. */
+static void append_to(store_op **head, store_op **tail, store_op *first, store_op *last) {
+    if (*tail) (*tail)->next = first;
+    else *head = first;
+    *tail = last;
 }
 
 /* Detach up to max ops from the head of a queue. Caller holds the queue's mutex. */
@@ -1290,7 +1290,7 @@ static void log_switch_file(store *s) {
     pthread_mutex_unlock(&s->mu);
     int rc = mlog_switch(s->log);
     if (rc != MP_OK) stop_for_log("switch", rc);
-    s->log_file_start = s->log_logged;
+    s->log_file_start = atomic_load_explicit(&s->st_log_records, memory_order_relaxed);
     stat_add(&s->st_log_switches, 1);
 }
 
@@ -1302,15 +1302,13 @@ static void log_batch(store *s, store_op *batch) {
         if (op->rec_len) bytes += mlog_framed_size(op->rec_len), n++;
     if (!n) return;
     if (mlog_switch_due(s->log, bytes)) log_switch_file(s);
-    uint64_t t0 = mono_ns();
+    uint64_t t0 = mp_mono_ns();
     for (store_op *op = batch; op; op = op->next)
         if (op->rec_len) mlog_add(s->log, op->rec, op->rec_len);
     int rc = mlog_flush(s->log);
     if (rc != MP_OK) stop_for_log("append", rc);
-    mt_hist_observe(&s->log_ns, &mt_latency_bounds, mono_ns() - t0);
-    s->log_logged += n;
-    stat_add(&s->st_log_records, n);
-    stat_add(&s->st_log_flushes, 1);
+    mt_hist_observe(&s->log_ns, &mt_latency_bounds, mp_mono_ns() - t0);
+    stat_add(&s->st_log_records, n); /* the log thread's count of records appended */
     for (store_op *op = batch; op; op = op->next)
         if (op->rec_len && op->logged) op->logged(op->arg, MP_OK);
 }
@@ -1325,9 +1323,7 @@ static void hand_to_writer(store *s, store_op *batch) {
     while (s->queued >= 2 * (uint64_t)s->max_batch && !s->closing) pthread_cond_wait(&s->applied_cond, &s->mu);
     s->barriers += barriers;
     int wake = s->head == NULL || barriers; /* a barrier ends the writer's apply-interval wait */
-    if (s->tail) s->tail->next = batch;
-    else s->head = batch;
-    s->tail = last;
+    append_to(&s->head, &s->tail, batch, last);
     s->queued += n;
     if (wake) pthread_cond_signal(&s->cond);
     pthread_mutex_unlock(&s->mu);
@@ -1402,11 +1398,7 @@ static int enqueue(store *s, store_op *op) {
         return MP_ECLOSED;
     }
     int wake = *head == NULL; /* the thread only sleeps on an empty queue */
-    if (*tail)
-        (*tail)->next = op;
-    else
-        *head = op;
-    *tail = op;
+    append_to(head, tail, op, op);
     if (s->log) s->lqueued++;
     else s->queued++;
     if (wake) pthread_cond_signal(cond);
@@ -1452,7 +1444,6 @@ void store_get_stats(store *s, store_stats *out) {
         pthread_mutex_unlock(&s->lmu);
     }
     out->log_records = atomic_load_explicit(&s->st_log_records, memory_order_relaxed);
-    out->log_flushes = atomic_load_explicit(&s->st_log_flushes, memory_order_relaxed);
     out->log_switches = atomic_load_explicit(&s->st_log_switches, memory_order_relaxed);
     out->log_replayed = atomic_load_explicit(&s->st_log_replayed, memory_order_relaxed);
     out->submitted = atomic_load_explicit(&s->st_submitted, memory_order_relaxed);

@@ -204,7 +204,6 @@ typedef struct store_stats {
     uint64_t map_size;        /* current map size in bytes */
     uint64_t nested_reruns;   /* batches re-run op by op because one op failed */
     uint64_t log_records;     /* records appended to the message log */
-    uint64_t log_flushes;     /* log appends fdatasync'ed (each a batch of records) */
     uint64_t log_switches;    /* times the log moved to its other file */
     uint64_t log_replayed;    /* records re-applied from the log at start */
 } store_stats;
