@@ -56,92 +56,83 @@ struct api_guard {
     api_req *r;
 };
 
+/* Route flags. NO_STORE: the handler neither reads nor writes the store, so it needs no
+ * read barrier (run_route). READS: a POST that only reads, allowed to a read-only manager
+ * user on the manager port (every GET is). */
+enum { ROUTE_NO_STORE = 1, ROUTE_READS = 2 };
+
 typedef struct api_route_def {
     const char *method;
     const char *path;
     api_handler_fn fn;
+    unsigned flags;
 } api_route_def;
 
 static const api_route_def g_routes[] = {
-    {"GET", "/health", api_health},
-    {"GET", "/route", api_route},
-    {"POST", "/route/batch", api_route_batch},
-    {"GET", "/migrate/result", api_migrate_result},
-    {"GET", "/varz/setting", api_varz_setting},
-    {"GET", "/varz", api_varz},
-    {"GET", "/connz", api_connz},
-    {"GET", "/docs", api_docs_disabled},
-    {"GET", "/docs/", api_docs_disabled},
-    {"GET", "/docs/openapi.json", api_docs_disabled},
-    {"GET", "/docs/health", api_docs_health},
-    {"POST", "/user/onlinestatus", api_user_onlinestatus},
-    {"POST", "/user/update_plugin_no", api_user_update_plugin_no},
-    {"POST", "/conn/kick", api_conn_kick},
-    {"POST", "/conn/remove", api_conn_remove},
-    {"POST", "/user/token", api_user_token},
-    {"POST", "/user/device_quit", api_user_device_quit},
-    {"GET", "/user/systemuids", api_user_systemuids},
-    {"POST", "/user/systemuids_add", api_user_systemuids_add},
-    {"POST", "/user/systemuids_remove", api_user_systemuids_remove},
-    {"POST", "/user/systemuids_add_to_cache", api_user_systemuids_add_to_cache},
-    {"POST", "/user/systemuids_remove_from_cache", api_user_systemuids_remove_from_cache},
-    {"POST", "/channel", api_channel_create},
-    {"POST", "/channel/info", api_channel_info},
-    {"POST", "/channel/delete", api_channel_delete},
-    {"POST", "/channel/subscriber_add", api_subscriber_add},
-    {"POST", "/channel/subscriber_remove", api_subscriber_remove},
-    {"POST", "/channel/subscriber_remove_all", api_subscriber_remove_all},
-    {"POST", "/channel/blacklist_add", api_blacklist_add},
-    {"POST", "/channel/blacklist_set", api_blacklist_set},
-    {"POST", "/channel/blacklist_remove", api_blacklist_remove},
-    {"POST", "/channel/blacklist_remove_all", api_blacklist_remove_all},
-    {"POST", "/channel/whitelist_add", api_whitelist_add},
-    {"POST", "/channel/whitelist_set", api_whitelist_set},
-    {"POST", "/channel/whitelist_remove", api_whitelist_remove},
-    {"POST", "/channel/whitelist_remove_all", api_whitelist_remove_all},
-    {"GET", "/channel/whitelist", api_whitelist_get},
-    {"POST", "/tmpchannel/subscriber_set", api_tmpchannel_subscriber_set},
-    {"POST", "/message/send", api_message_send},
-    {"POST", "/message/sendbatch", api_message_sendbatch},
-    {"POST", "/message/event", api_message_event},
-    {"POST", "/message/eventsync", api_message_eventsync},
-    {"POST", "/message/sync", api_message_sync},
-    {"POST", "/message/syncack", api_message_syncack},
-    {"POST", "/channel/messagesync", api_channel_messagesync},
-    {"GET", "/channel/max_message_seq", api_channel_max_message_seq},
-    {"GET", "/channel/last_message", api_channel_last_message},
-    {"POST", "/messages", api_messages_search},
-    {"POST", "/message", api_message_search},
-    {"GET", "/message/byclientmsgno", api_message_by_client_msg_no},
-    {"POST", "/conversation/sync", api_conversation_sync},
-    {"POST", "/conversations/setUnread", api_conversation_set_unread},
-    {"POST", "/conversations/clearUnread", api_conversation_clear_unread},
-    {"POST", "/conversations/delete", api_conversation_delete},
-    {"POST", "/conversation/syncMessages", api_conversation_sync_messages},
-    {"POST", "/conversation/channels", api_conversation_channels},
-    {"POST", "/conversation/syncByChannels", api_conversation_sync_by_channels},
-    {"POST", "/manager/login", api_manager_login},
+    {"GET", "/health", api_health, ROUTE_NO_STORE},
+    {"GET", "/route", api_route, ROUTE_NO_STORE},
+    {"POST", "/route/batch", api_route_batch, ROUTE_NO_STORE | ROUTE_READS},
+    {"GET", "/migrate/result", api_migrate_result, ROUTE_NO_STORE},
+    {"GET", "/varz/setting", api_varz_setting, ROUTE_NO_STORE},
+    {"GET", "/varz", api_varz, ROUTE_NO_STORE},
+    {"GET", "/connz", api_connz, ROUTE_NO_STORE},
+    {"GET", "/docs", api_docs_disabled, ROUTE_NO_STORE},
+    {"GET", "/docs/", api_docs_disabled, ROUTE_NO_STORE},
+    {"GET", "/docs/openapi.json", api_docs_disabled, ROUTE_NO_STORE},
+    {"GET", "/docs/health", api_docs_health, ROUTE_NO_STORE},
+    {"POST", "/user/onlinestatus", api_user_onlinestatus, ROUTE_NO_STORE | ROUTE_READS},
+    {"POST", "/user/update_plugin_no", api_user_update_plugin_no, 0},
+    {"POST", "/conn/kick", api_conn_kick, ROUTE_NO_STORE},
+    {"POST", "/conn/remove", api_conn_remove, ROUTE_NO_STORE},
+    {"POST", "/user/token", api_user_token, 0},
+    {"POST", "/user/device_quit", api_user_device_quit, 0},
+    {"GET", "/user/systemuids", api_user_systemuids, 0},
+    {"POST", "/user/systemuids_add", api_user_systemuids_add, 0},
+    {"POST", "/user/systemuids_remove", api_user_systemuids_remove, 0},
+    {"POST", "/user/systemuids_add_to_cache", api_user_systemuids_add_to_cache, 0},
+    {"POST", "/user/systemuids_remove_from_cache", api_user_systemuids_remove_from_cache, 0},
+    {"POST", "/channel", api_channel_create, 0},
+    {"POST", "/channel/info", api_channel_info, 0},
+    {"POST", "/channel/delete", api_channel_delete, 0},
+    {"POST", "/channel/subscriber_add", api_subscriber_add, 0},
+    {"POST", "/channel/subscriber_remove", api_subscriber_remove, 0},
+    {"POST", "/channel/subscriber_remove_all", api_subscriber_remove_all, 0},
+    {"POST", "/channel/blacklist_add", api_blacklist_add, 0},
+    {"POST", "/channel/blacklist_set", api_blacklist_set, 0},
+    {"POST", "/channel/blacklist_remove", api_blacklist_remove, 0},
+    {"POST", "/channel/blacklist_remove_all", api_blacklist_remove_all, 0},
+    {"POST", "/channel/whitelist_add", api_whitelist_add, 0},
+    {"POST", "/channel/whitelist_set", api_whitelist_set, 0},
+    {"POST", "/channel/whitelist_remove", api_whitelist_remove, 0},
+    {"POST", "/channel/whitelist_remove_all", api_whitelist_remove_all, 0},
+    {"GET", "/channel/whitelist", api_whitelist_get, 0},
+    {"POST", "/tmpchannel/subscriber_set", api_tmpchannel_subscriber_set, ROUTE_NO_STORE},
+    {"POST", "/message/send", api_message_send, 0},
+    {"POST", "/message/sendbatch", api_message_sendbatch, 0},
+    {"POST", "/message/event", api_message_event, 0},
+    {"POST", "/message/eventsync", api_message_eventsync, 0},
+    {"POST", "/message/sync", api_message_sync, 0},
+    {"POST", "/message/syncack", api_message_syncack, 0},
+    {"POST", "/channel/messagesync", api_channel_messagesync, ROUTE_READS},
+    {"GET", "/channel/max_message_seq", api_channel_max_message_seq, 0},
+    {"GET", "/channel/last_message", api_channel_last_message, 0},
+    {"POST", "/messages", api_messages_search, ROUTE_READS},
+    {"POST", "/message", api_message_search, ROUTE_READS},
+    {"GET", "/message/byclientmsgno", api_message_by_client_msg_no, 0},
+    {"POST", "/conversation/sync", api_conversation_sync, ROUTE_READS},
+    {"POST", "/conversations/setUnread", api_conversation_set_unread, 0},
+    {"POST", "/conversations/clearUnread", api_conversation_clear_unread, 0},
+    {"POST", "/conversations/delete", api_conversation_delete, 0},
+    {"POST", "/conversation/syncMessages", api_conversation_sync_messages, ROUTE_READS},
+    {"POST", "/conversation/channels", api_conversation_channels, ROUTE_READS},
+    {"POST", "/conversation/syncByChannels", api_conversation_sync_by_channels, ROUTE_READS},
+    {"POST", "/manager/login", api_manager_login, ROUTE_NO_STORE | ROUTE_READS},
 };
 
 /* Routes of the manager port only (the API's routes are there too, behind its auth). */
 static const api_route_def g_manager_routes[] = {
-    {"GET", "/metrics", api_metrics},
-    {"GET", "/logs/recent", api_logs_recent},
-};
-
-/* Routes that never read or write the store (no read barrier needed, see run_route). */
-static const char *const g_storeless_paths[] = {
-    "/health", "/route", "/route/batch", "/migrate/result", "/varz/setting", "/varz", "/connz", "/docs", "/docs/",
-    "/docs/openapi.json", "/docs/health", "/user/onlinestatus", "/conn/kick", "/conn/remove", "/metrics",
-    "/logs/recent", "/manager/login", "/tmpchannel/subscriber_set",
-};
-
-/* POSTs that only read: a read-only manager user (guest) may call them on the manager port. */
-static const char *const g_read_only_posts[] = {
-    "/user/onlinestatus",   "/channel/messagesync",       "/messages",
-    "/message",             "/conversation/sync",         "/conversation/syncMessages",
-    "/conversation/channels", "/conversation/syncByChannels", "/route/batch",
-    "/manager/login",
+    {"GET", "/metrics", api_metrics, ROUTE_NO_STORE},
+    {"GET", "/logs/recent", api_logs_recent, ROUTE_NO_STORE},
 };
 
 enum site { SITE_API, SITE_MANAGER, SITE_DEMO, SITE_COUNT };
@@ -507,12 +498,7 @@ static int has_prefix(h2o_iovec_t path, const char *prefix) {
     return path.len >= n && memcmp(path.base, prefix, n) == 0;
 }
 
-static int is_read_only(h2o_iovec_t method, h2o_iovec_t path) {
-    if (h2o_memis(method.base, method.len, H2O_STRLIT("GET"))) return 1;
-    for (size_t i = 0; i < MP_ARRAY_LEN(g_read_only_posts); i++)
-        if (h2o_memis(path.base, path.len, g_read_only_posts[i], strlen(g_read_only_posts[i]))) return 1;
-    return 0;
-}
+static int reads_only(const api_route_def *rt) { return strcmp(rt->method, "GET") == 0 || (rt->flags & ROUTE_READS); }
 
 static mp_str header_value(const h2o_req_t *req, const char *name) {
     ssize_t i = h2o_find_header_by_str(&req->headers, name, strlen(name), -1);
@@ -550,7 +536,7 @@ static void route_manager(api_req *r, h2o_req_t *req) {
             reply_auth_error(r, 401, why);
             return;
         }
-        if (rt && access == API_ACCESS_READ && !is_read_only(req->method, path)) {
+        if (rt && access == API_ACCESS_READ && !reads_only(rt)) {
             reply_auth_error(r, 403, "this user may only read");
             return;
         }
@@ -644,15 +630,9 @@ static void on_barrier(void *arg, int status) {
     worker_post(0, run_after_barrier, arg); /* the API runs on worker 0 */
 }
 
-static int storeless(const api_route_def *rt) {
-    for (size_t i = 0; i < MP_ARRAY_LEN(g_storeless_paths); i++)
-        if (strcmp(rt->path, g_storeless_paths[i]) == 0) return 1;
-    return 0;
-}
-
 static void run_route(api_req *r, const api_route_def *rt) {
     store *st = im_store();
-    if (storeless(rt) || !st || !store_logging(st)) {
+    if ((rt->flags & ROUTE_NO_STORE) || !st || !store_logging(st)) {
         rt->fn(r);
         return;
     }
