@@ -244,15 +244,30 @@ static void child_dies_after_logging(const char *dir) {
     _exit(0);
 }
 
-static void test_store_replays_what_lmdb_lacks(void **state) {
-    fx *f = *state;
+/* Fork a child that dies after logging (child_dies_after_logging) and wait for it. */
+static void crash_a_child(const char *dir) {
     pid_t pid = fork();
     assert_true(pid >= 0);
-    if (pid == 0) child_dies_after_logging(f->dir);
+    if (pid == 0) child_dies_after_logging(dir);
     int status;
     assert_int_equal(waitpid(pid, &status, 0), pid);
     assert_true(WIFEXITED(status));
     assert_int_equal(WEXITSTATUS(status), 0);
+}
+
+/* The test channel's last stored seq. */
+static uint64_t stored_last_seq(store *s) {
+    store_rtxn *r;
+    assert_int_equal(store_rtxn_begin(s, &r), MP_OK);
+    uint64_t last = 0;
+    assert_int_equal(store_get_last_seq(r, 2, MP_STR(CHANNEL), &last), MP_OK);
+    store_rtxn_end(r);
+    return last;
+}
+
+static void test_store_replays_what_lmdb_lacks(void **state) {
+    fx *f = *state;
+    crash_a_child(f->dir);
 
     store_options o = {.dir = f->dir, .sync_mode = STORE_SYNC_ALWAYS, .replay = replay_msg, .log_file_size = LOG_FILE};
     store *s;
@@ -298,12 +313,7 @@ static void test_logged_ops_keep_order_and_callbacks(void **state) {
     store_stats st;
     store_get_stats(s, &st);
     assert_int_equal(st.log_replayed, 0);
-    store_rtxn *r;
-    assert_int_equal(store_rtxn_begin(s, &r), MP_OK);
-    uint64_t last;
-    assert_int_equal(store_get_last_seq(r, 2, MP_STR(CHANNEL), &last), MP_OK);
-    assert_int_equal(last, 2000); /* every append found seq == last + 1: order kept */
-    store_rtxn_end(r);
+    assert_int_equal(stored_last_seq(s), 2000); /* every append found seq == last + 1: order kept */
     store_close(s);
 }
 
@@ -311,12 +321,7 @@ static void test_logged_ops_keep_order_and_callbacks(void **state) {
  * a run that had one is still replayed. */
 static void test_without_the_log(void **state) {
     fx *f = *state;
-    pid_t pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) child_dies_after_logging(f->dir);
-    int status;
-    assert_int_equal(waitpid(pid, &status, 0), pid);
-    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    crash_a_child(f->dir);
     store_options o = {.dir = f->dir, .sync_mode = STORE_SYNC_ALWAYS, .replay = replay_msg, .no_message_log = 1};
     store *s;
     assert_int_equal(store_open(&o, &s), MP_OK);
@@ -332,12 +337,7 @@ static void test_without_the_log(void **state) {
     assert_int_equal(store_open(&o, &s), MP_OK);
     store_get_stats(s, &st);
     assert_int_equal(st.log_records, 0);
-    store_rtxn *r;
-    assert_int_equal(store_rtxn_begin(s, &r), MP_OK);
-    uint64_t last;
-    assert_int_equal(store_get_last_seq(r, 2, MP_STR(CHANNEL), &last), MP_OK);
-    assert_int_equal(last, N_MSGS + 100);
-    store_rtxn_end(r);
+    assert_int_equal(stored_last_seq(s), N_MSGS + 100);
     store_close(s);
 }
 
