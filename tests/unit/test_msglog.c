@@ -233,7 +233,9 @@ static void child_dies_after_logging(const char *dir) {
     /* The records of 11..N fill more than one log file (the log switches once while LMDB is
      * stuck; a second switch would wait for LMDB). */
     for (uint64_t q = 11; q <= N_MSGS; q++) submit_msg(s, q, write_msg_blocking);
-    for (int i = 0; i < 20000 && atomic_load(&g_logged) < N_MSGS; i++) usleep(1000);
+    /* Each fdatasync may cover a single record here (the ops arrive one by one) and a busy
+     * disk can take several ms for each: allow two minutes, not a fixed pace. */
+    for (int i = 0; i < 120000 && atomic_load(&g_logged) < N_MSGS; i++) usleep(1000);
     store_stats st;
     store_get_stats(s, &st);
     if (atomic_load(&g_logged) != N_MSGS || st.log_switches != 1) { /* the replay must span both files */
