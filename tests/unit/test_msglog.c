@@ -159,8 +159,14 @@ static void test_reset_empties(void **state) {
 
 /* ---- the store: a process dies between the log and LMDB ------------------------------- */
 
-#define N_MSGS 3000
-#define LOG_FILE (128 << 10) /* 3000 records of ~60 bytes: two files */
+/* Records are 57 bytes framed. The N_COMMITTED first ones (57 KB) are committed to LMDB and
+ * are more than one 48 KB log file holds, so the log switches files at least once. The rest
+ * (34 KB) are logged while LMDB is stuck: the first switch among them is allowed (every
+ * earlier record is in LMDB) and leaves an empty file that holds them all, so however the
+ * log thread batches them it never has to wait for the stuck LMDB to switch again. */
+#define N_COMMITTED 1000
+#define N_MSGS 1600
+#define LOG_FILE (48 << 10)
 static const char CHANNEL[] = "g1";
 
 static void make_msg(uint64_t seq, char *payload, msg_fields *m) {
@@ -211,14 +217,14 @@ static void submit_msg(store *s, uint64_t seq, store_write_fn fn) {
     assert_int_equal(store_submit_logged(s, rec, n, fn, on_logged, NULL, (void *)(uintptr_t)seq), MP_OK);
 }
 
-/* Child: seqs 1..10 committed for sure, then seqs 11..N logged while LMDB is stuck; exit
- * without closing once every one was reported durable (what a SENDACK waits for). */
 static atomic_int g_committed;
 static void on_barrier(void *arg, int status) {
     (void)arg;
     if (status == MP_OK) atomic_store(&g_committed, 1);
 }
 
+/* Child: seqs 1..N_COMMITTED committed for sure, then the rest logged while LMDB is stuck;
+ * exit without closing once every one was reported durable (what a SENDACK waits for). */
 static void child_dies_after_logging(const char *dir) {
     store_options o = {.dir = dir, .sync_mode = STORE_SYNC_ALWAYS, .replay = replay_msg, .log_file_size = LOG_FILE};
     store *s;
@@ -226,19 +232,15 @@ static void child_dies_after_logging(const char *dir) {
     atomic_store(&g_logged, 0);
     atomic_store(&g_committed, 0);
     atomic_store(&g_block_from, N_MSGS + 1);
-    for (uint64_t q = 1; q <= 10; q++) submit_msg(s, q, write_msg);
+    for (uint64_t q = 1; q <= N_COMMITTED; q++) submit_msg(s, q, write_msg);
     if (store_submit(s, NULL, on_barrier, NULL) != MP_OK) _exit(4);
-    while (!atomic_load(&g_committed)) usleep(1000); /* seqs 1..10 are in LMDB */
-    atomic_store(&g_block_from, 11);
-    /* The records of 11..N fill more than one log file (the log switches once while LMDB is
-     * stuck; a second switch would wait for LMDB). */
-    for (uint64_t q = 11; q <= N_MSGS; q++) submit_msg(s, q, write_msg_blocking);
-    /* Each fdatasync may cover a single record here (the ops arrive one by one) and a busy
-     * disk can take several ms for each: allow two minutes, not a fixed pace. */
-    for (int i = 0; i < 120000 && atomic_load(&g_logged) < N_MSGS; i++) usleep(1000);
+    while (!atomic_load(&g_committed)) usleep(1000); /* seqs 1..N_COMMITTED are in LMDB */
+    atomic_store(&g_block_from, N_COMMITTED + 1);
+    for (uint64_t q = N_COMMITTED + 1; q <= N_MSGS; q++) submit_msg(s, q, write_msg_blocking);
+    for (int i = 0; i < 60000 && atomic_load(&g_logged) < N_MSGS; i++) usleep(1000); /* a bound, not a pace */
     store_stats st;
     store_get_stats(s, &st);
-    if (atomic_load(&g_logged) != N_MSGS || st.log_switches != 1) { /* the replay must span both files */
+    if (atomic_load(&g_logged) != N_MSGS || st.log_switches < 1) { /* the replay reads both files */
         fprintf(stderr, "child: %d of %d logged, %llu log switches\n", atomic_load(&g_logged), N_MSGS,
                 (unsigned long long)st.log_switches);
         _exit(5);
@@ -276,7 +278,7 @@ static void test_store_replays_what_lmdb_lacks(void **state) {
     assert_int_equal(store_open(&o, &s), MP_OK);
     store_stats st;
     store_get_stats(s, &st);
-    assert_int_equal(st.log_replayed, N_MSGS - 10); /* 11..N re-applied; 1..10 skipped */
+    assert_int_equal(st.log_replayed, N_MSGS - N_COMMITTED); /* the stuck ones re-applied, the rest skipped */
     store_rtxn *r;
     assert_int_equal(store_rtxn_begin(s, &r), MP_OK);
     uint64_t last;
@@ -330,7 +332,7 @@ static void test_without_the_log(void **state) {
     assert_false(store_logging(s));
     store_stats st;
     store_get_stats(s, &st);
-    assert_int_equal(st.log_replayed, N_MSGS - 10);
+    assert_int_equal(st.log_replayed, N_MSGS - N_COMMITTED);
     atomic_store(&g_logged, 0);
     atomic_store(&g_block_from, INT32_MAX);
     for (uint64_t q = N_MSGS + 1; q <= N_MSGS + 100; q++) submit_msg(s, q, write_msg);
