@@ -52,7 +52,7 @@ typedef struct bitmap {
 /* One window slot of a sender: an unacknowledged SEND. seq 0 = free. */
 typedef struct send_slot {
     uint32_t seq;
-    uint64_t t_ns; /* monotonic send time */
+    uint64_t t_ns; /* monotonic time the SEND was handed to the kernel; 0 = still queued */
 } send_slot;
 
 typedef struct bconn {
@@ -84,6 +84,7 @@ typedef struct bconn {
     /* sender */
     uint32_t next_seq;           /* next clientSeq (and payload seq), from 1 */
     uint32_t inflight;
+    uint32_t unstamped;          /* SENDs queued in out, their slots' t_ns not yet set */
     send_slot *slots;            /* window entries */
     bitmap acked;                /* seqs with a successful SENDACK */
     /* receiver */

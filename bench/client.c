@@ -127,9 +127,19 @@ static void on_written(uv_write_t *req, int status) {
     flush_conn(c);
 }
 
+/* SENDACK latency runs from the moment the SEND is handed to the kernel: a burst of sends
+ * (--rate tokens, a refilled window) is encoded first and written at the end of the loop
+ * turn, and that wait inside the load generator is not the server's. */
+static void stamp_sends(bconn *c) {
+    uint64_t now = bench_mono_ns();
+    for (uint32_t i = 0; i < c->th->ctx->o.window && c->unstamped; i++)
+        if (c->slots[i].seq && !c->slots[i].t_ns) c->slots[i].t_ns = now, c->unstamped--;
+}
+
 static void flush_conn(bconn *c) {
     int s = state_of(c);
     if (c->writing || c->out.len == 0 || (s != BC_HANDSHAKE && s != BC_READY)) return;
+    if (c->unstamped) stamp_sends(c);
     mp_buf t = c->wout;
     c->wout = c->out;
     c->out = t;
@@ -222,7 +232,8 @@ static void send_one(bconn *c) {
         if (c->slots[i].seq == 0) slot = &c->slots[i];
     MP_ASSERT(slot);
     slot->seq = seq;
-    slot->t_ns = bench_mono_ns();
+    slot->t_ns = 0; /* stamped when the write is issued (stamp_sends) */
+    c->unstamped++;
     c->inflight++;
     add(&th->a_inflight, 1);
     th->st.sent++;
