@@ -159,6 +159,9 @@ static void write_store(mp_buf *o) {
     mt_family(o, "magpie_store_log_replayed_total", "counter",
               "Message writes re-applied from the message log at start (the last run ended before LMDB had them).");
     mt_sample(o, "magpie_store_log_replayed_total", "", st.log_replayed);
+    mt_family(o, "magpie_store_read_barriers_total", "counter",
+              "Store barriers taken: API reads that waited for the writer to commit what was acknowledged before them (message log on).");
+    mt_sample(o, "magpie_store_read_barriers_total", "", st.barriers);
     mt_family(o, "magpie_store_ops_total", "counter", "Storage write operations completed.");
     mt_sample(o, "magpie_store_ops_total", "", st.completed);
     mt_family(o, "magpie_store_commit_failures_total", "counter", "Batch transactions that failed (their ops got an error).");

@@ -400,6 +400,7 @@ static json_t *store_json(void) {
     json_object_set_new(o, "largest_batch", json_integer((json_int_t)st.largest_batch));
     json_object_set_new(o, "nested_reruns", json_integer((json_int_t)st.nested_reruns));
     json_object_set_new(o, "map_size", json_integer((json_int_t)st.map_size));
+    json_object_set_new(o, "read_barriers", json_integer((json_int_t)st.barriers));
     return o;
 }
 

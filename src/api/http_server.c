@@ -56,10 +56,17 @@ struct api_guard {
     api_req *r;
 };
 
-/* Route flags. NO_STORE: the handler neither reads nor writes the store, so it needs no
- * read barrier (run_route). READS: a POST that only reads, allowed to a read-only manager
- * user on the manager port (every GET is). */
-enum { ROUTE_NO_STORE = 1, ROUTE_READS = 2 };
+/* Route flags.
+ * NO_STORE: the handler neither reads nor writes the store.
+ * NO_MSG_DATA: the handler reads nothing that message writes change (messages, channel
+ *   seqs, client_msg_nos, conversations, command rows) outside the writer. Its own writes
+ *   run in the writer's FIFO after every message acknowledged before them, and their reads
+ *   inside the write transaction see those messages.
+ * Either way the route needs no read barrier (run_route); every other route that touches
+ * the store waits for one, so forgetting the flag costs latency, never correctness.
+ * READS: a POST that only reads, allowed to a read-only manager user on the manager port
+ * (every GET is). */
+enum { ROUTE_NO_STORE = 1, ROUTE_READS = 2, ROUTE_NO_MSG_DATA = 4 };
 
 typedef struct api_route_def {
     const char *method;
@@ -81,38 +88,38 @@ static const api_route_def g_routes[] = {
     {"GET", "/docs/openapi.json", api_docs_disabled, ROUTE_NO_STORE},
     {"GET", "/docs/health", api_docs_health, ROUTE_NO_STORE},
     {"POST", "/user/onlinestatus", api_user_onlinestatus, ROUTE_NO_STORE | ROUTE_READS},
-    {"POST", "/user/update_plugin_no", api_user_update_plugin_no, 0},
+    {"POST", "/user/update_plugin_no", api_user_update_plugin_no, ROUTE_NO_MSG_DATA},
     {"POST", "/conn/kick", api_conn_kick, ROUTE_NO_STORE},
     {"POST", "/conn/remove", api_conn_remove, ROUTE_NO_STORE},
-    {"POST", "/user/token", api_user_token, 0},
-    {"POST", "/user/device_quit", api_user_device_quit, 0},
-    {"GET", "/user/systemuids", api_user_systemuids, 0},
-    {"POST", "/user/systemuids_add", api_user_systemuids_add, 0},
-    {"POST", "/user/systemuids_remove", api_user_systemuids_remove, 0},
-    {"POST", "/user/systemuids_add_to_cache", api_user_systemuids_add_to_cache, 0},
-    {"POST", "/user/systemuids_remove_from_cache", api_user_systemuids_remove_from_cache, 0},
-    {"POST", "/channel", api_channel_create, 0},
-    {"POST", "/channel/info", api_channel_info, 0},
-    {"POST", "/channel/delete", api_channel_delete, 0},
-    {"POST", "/channel/subscriber_add", api_subscriber_add, 0},
-    {"POST", "/channel/subscriber_remove", api_subscriber_remove, 0},
-    {"POST", "/channel/subscriber_remove_all", api_subscriber_remove_all, 0},
-    {"POST", "/channel/blacklist_add", api_blacklist_add, 0},
-    {"POST", "/channel/blacklist_set", api_blacklist_set, 0},
-    {"POST", "/channel/blacklist_remove", api_blacklist_remove, 0},
-    {"POST", "/channel/blacklist_remove_all", api_blacklist_remove_all, 0},
-    {"POST", "/channel/whitelist_add", api_whitelist_add, 0},
-    {"POST", "/channel/whitelist_set", api_whitelist_set, 0},
-    {"POST", "/channel/whitelist_remove", api_whitelist_remove, 0},
-    {"POST", "/channel/whitelist_remove_all", api_whitelist_remove_all, 0},
-    {"GET", "/channel/whitelist", api_whitelist_get, 0},
+    {"POST", "/user/token", api_user_token, ROUTE_NO_MSG_DATA},
+    {"POST", "/user/device_quit", api_user_device_quit, ROUTE_NO_MSG_DATA},
+    {"GET", "/user/systemuids", api_user_systemuids, ROUTE_NO_MSG_DATA},
+    {"POST", "/user/systemuids_add", api_user_systemuids_add, ROUTE_NO_MSG_DATA},
+    {"POST", "/user/systemuids_remove", api_user_systemuids_remove, ROUTE_NO_MSG_DATA},
+    {"POST", "/user/systemuids_add_to_cache", api_user_systemuids_add_to_cache, ROUTE_NO_MSG_DATA},
+    {"POST", "/user/systemuids_remove_from_cache", api_user_systemuids_remove_from_cache, ROUTE_NO_MSG_DATA},
+    {"POST", "/channel", api_channel_create, ROUTE_NO_MSG_DATA},
+    {"POST", "/channel/info", api_channel_info, ROUTE_NO_MSG_DATA},
+    {"POST", "/channel/delete", api_channel_delete, ROUTE_NO_MSG_DATA},
+    {"POST", "/channel/subscriber_add", api_subscriber_add, ROUTE_NO_MSG_DATA},
+    {"POST", "/channel/subscriber_remove", api_subscriber_remove, ROUTE_NO_MSG_DATA},
+    {"POST", "/channel/subscriber_remove_all", api_subscriber_remove_all, ROUTE_NO_MSG_DATA},
+    {"POST", "/channel/blacklist_add", api_blacklist_add, ROUTE_NO_MSG_DATA},
+    {"POST", "/channel/blacklist_set", api_blacklist_set, ROUTE_NO_MSG_DATA},
+    {"POST", "/channel/blacklist_remove", api_blacklist_remove, ROUTE_NO_MSG_DATA},
+    {"POST", "/channel/blacklist_remove_all", api_blacklist_remove_all, ROUTE_NO_MSG_DATA},
+    {"POST", "/channel/whitelist_add", api_whitelist_add, ROUTE_NO_MSG_DATA},
+    {"POST", "/channel/whitelist_set", api_whitelist_set, ROUTE_NO_MSG_DATA},
+    {"POST", "/channel/whitelist_remove", api_whitelist_remove, ROUTE_NO_MSG_DATA},
+    {"POST", "/channel/whitelist_remove_all", api_whitelist_remove_all, ROUTE_NO_MSG_DATA},
+    {"GET", "/channel/whitelist", api_whitelist_get, ROUTE_NO_MSG_DATA},
     {"POST", "/tmpchannel/subscriber_set", api_tmpchannel_subscriber_set, ROUTE_NO_STORE},
-    {"POST", "/message/send", api_message_send, 0},
-    {"POST", "/message/sendbatch", api_message_sendbatch, 0},
+    {"POST", "/message/send", api_message_send, ROUTE_NO_MSG_DATA},
+    {"POST", "/message/sendbatch", api_message_sendbatch, ROUTE_NO_MSG_DATA},
     {"POST", "/message/event", api_message_event, 0},
     {"POST", "/message/eventsync", api_message_eventsync, 0},
     {"POST", "/message/sync", api_message_sync, 0},
-    {"POST", "/message/syncack", api_message_syncack, 0},
+    {"POST", "/message/syncack", api_message_syncack, ROUTE_NO_MSG_DATA},
     {"POST", "/channel/messagesync", api_channel_messagesync, ROUTE_READS},
     {"GET", "/channel/max_message_seq", api_channel_max_message_seq, 0},
     {"GET", "/channel/last_message", api_channel_last_message, 0},
@@ -120,9 +127,9 @@ static const api_route_def g_routes[] = {
     {"POST", "/message", api_message_search, ROUTE_READS},
     {"GET", "/message/byclientmsgno", api_message_by_client_msg_no, 0},
     {"POST", "/conversation/sync", api_conversation_sync, ROUTE_READS},
-    {"POST", "/conversations/setUnread", api_conversation_set_unread, 0},
-    {"POST", "/conversations/clearUnread", api_conversation_clear_unread, 0},
-    {"POST", "/conversations/delete", api_conversation_delete, 0},
+    {"POST", "/conversations/setUnread", api_conversation_set_unread, ROUTE_NO_MSG_DATA},
+    {"POST", "/conversations/clearUnread", api_conversation_clear_unread, ROUTE_NO_MSG_DATA},
+    {"POST", "/conversations/delete", api_conversation_delete, ROUTE_NO_MSG_DATA},
     {"POST", "/conversation/syncMessages", api_conversation_sync_messages, ROUTE_READS},
     {"POST", "/conversation/channels", api_conversation_channels, ROUTE_READS},
     {"POST", "/conversation/syncByChannels", api_conversation_sync_by_channels, ROUTE_READS},
@@ -632,7 +639,7 @@ static void on_barrier(void *arg, int status) {
 
 static void run_route(api_req *r, const api_route_def *rt) {
     store *st = im_store();
-    if ((rt->flags & ROUTE_NO_STORE) || !st || !store_logging(st)) {
+    if ((rt->flags & (ROUTE_NO_STORE | ROUTE_NO_MSG_DATA)) || !st || !store_logging(st)) {
         rt->fn(r);
         return;
     }

@@ -49,8 +49,8 @@ typedef struct send_op {
     uint32_t epoch;
     chan *ch;
     mp_msg *m;
-    int early;            /* message log on: delivered (and a connection's SENDACK sent) once the
-                           * log had it (on_logged), before the LMDB commit (do_committed) */
+    int early;            /* message log on: answered (SENDACK or API reply) and delivered once
+                           * the log had it (on_logged), before the LMDB commit (do_committed) */
     struct send_op *dups; /* duplicates (same client_msg_no) waiting for this commit */
     struct send_op *next_dup;
     char text[];
@@ -685,7 +685,7 @@ static void do_committed(worker *w, void *arg) {
         inflight_key_free(&k);
     }
     if (op->status == MP_OK) {
-        if (!op->early || op->r.done) reply(&op->r, REASON_SUCCESS, m->f.message_id, m->f.seq);
+        if (!op->early) reply(&op->r, REASON_SUCCESS, m->f.message_id, m->f.seq);
         for (send_op *d = op->dups; d; d = d->next_dup) reply(&d->r, REASON_SUCCESS, m->f.message_id, m->f.seq);
         if (!op->early) deliver(c, &op->r, m);
         if (webhook_wants(WEBHOOK_NOTIFY)) webhook_msg_notify(m);
@@ -717,9 +717,10 @@ static void do_logged(worker *w, void *arg) {
     deliver(op->ch, &op->r, op->m);
 }
 
-/* Log thread: the message is durable in the message log. A connection's SENDACK goes out
- * now, straight to the connection's worker, and the owner starts the fan-out; the LMDB
- * commit follows (do_committed answers API callers, duplicates and the webhook). API reads
+/* Log thread: the message is durable in the message log. The sender's answer (a
+ * connection's SENDACK, an API caller's reply) goes out now, straight to its worker, and
+ * the owner starts the fan-out; the LMDB commit follows (do_committed answers duplicates
+ * and calls the webhook). API reads
  * wait for the commit of everything acknowledged before them (http_server.c run_route),
  * so a client that got the SENDACK or the RECV can read the message back at once. This is
  * posted to the owner before do_committed is (the batch reaches the writer after its
@@ -727,7 +728,7 @@ static void do_logged(worker *w, void *arg) {
 static void on_logged(void *arg, int status) {
     send_op *op = arg;
     MP_ASSERT(status == MP_OK); /* a failed log write stops the process */
-    if (op->r.conn_id && !op->r.done) reply(&op->r, REASON_SUCCESS, op->m->f.message_id, op->m->f.seq);
+    reply(&op->r, REASON_SUCCESS, op->m->f.message_id, op->m->f.seq);
     worker_post(op->owner, do_logged, op);
 }
 

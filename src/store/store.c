@@ -96,7 +96,8 @@ struct store {
     uint32_t max_batch;
     uint32_t apply_interval_ms; /* with the log only (store_options) */
     uint64_t last_commit_ms;    /* writer: when the last batch was taken */
-    uint64_t barriers;          /* with mu: barriers (fn NULL) in the writer's queue */
+    uint64_t waiting;           /* with mu: ops in the writer's queue whose submitter waits for
+                                 * their commit: barriers and writes without a log record */
 
     pthread_mutex_t mu; /* guards head, tail, queued, closing */
     pthread_cond_t cond;
@@ -138,7 +139,7 @@ struct store {
 
     atomic_uint_fast64_t st_submitted, st_completed, st_commits, st_commit_failures, st_largest_batch,
         st_map_resizes, st_syncs, st_map_size, st_nested_reruns, st_log_records, st_log_switches,
-        st_log_replayed;
+        st_log_replayed, st_barriers;
     mt_hist commit_ns, batch_ops; /* written by the writer thread only (metrics.h) */
 };
 
@@ -1273,7 +1274,7 @@ static store_op *take_batch(store *s) {
     uint64_t before = s->queued;
     store_op *first = take_from(&s->head, &s->tail, &s->queued, s->max_batch);
     uint64_t n = before - s->queued;
-    for (store_op *op = first; op && s->barriers; op = op->next) s->barriers -= !op->fn;
+    for (store_op *op = first; op && s->waiting; op = op->next) s->waiting -= !op->rec_len;
     if (n > atomic_load_explicit(&s->st_largest_batch, memory_order_relaxed))
         atomic_store_explicit(&s->st_largest_batch, n, memory_order_relaxed);
     return first;
@@ -1317,12 +1318,12 @@ static void log_batch(store *s, store_op *batch) {
  * than two batches behind, so a log that outruns LMDB cannot queue without bound. */
 static void hand_to_writer(store *s, store_op *batch) {
     store_op *last = batch;
-    uint64_t n = 1, barriers = !batch->fn;
-    for (; last->next; last = last->next) n++, barriers += !last->next->fn;
+    uint64_t n = 1, waiting = !batch->rec_len;
+    for (; last->next; last = last->next) n++, waiting += !last->next->rec_len;
     pthread_mutex_lock(&s->mu);
     while (s->queued >= 2 * (uint64_t)s->max_batch && !s->closing) pthread_cond_wait(&s->applied_cond, &s->mu);
-    s->barriers += barriers;
-    int wake = s->head == NULL || barriers; /* a barrier ends the writer's apply-interval wait */
+    s->waiting += waiting;
+    int wake = s->head == NULL || waiting; /* someone waiting ends the writer's apply-interval wait */
     append_to(&s->head, &s->tail, batch, last);
     s->queued += n;
     if (wake) pthread_cond_signal(&s->cond);
@@ -1343,16 +1344,16 @@ static void *log_main(void *arg) {
     }
 }
 
-/* With the message log nobody waits for an LMDB commit to be answered, so commits can be
- * spaced out: the pages a commit rewrites follow the channels it touches, not its size, and
- * fewer, larger commits write far less per message. Waits (mu held, released while
+/* With the message log no message waits for its LMDB commit to be answered, so commits can
+ * be spaced out: the pages a commit rewrites follow the channels it touches, not its size,
+ * and fewer, larger commits write far less per message. Waits (mu held, released while
  * waiting) until apply_interval_ms after the last batch was taken, unless a full batch is
- * already waiting, a barrier is (an API read waits for it: commit now) or the store is
- * closing. */
+ * already waiting, an op whose submitter waits for its commit is (an API read's barrier,
+ * an API write such as /user/token: commit now) or the store is closing. */
 static void wait_apply_interval(store *s) {
     if (!s->log || !s->apply_interval_ms) return;
     uint64_t due = s->last_commit_ms + s->apply_interval_ms;
-    for (uint64_t now = mp_mono_ms(); now < due && !s->closing && s->queued < s->max_batch && !s->barriers;
+    for (uint64_t now = mp_mono_ms(); now < due && !s->closing && s->queued < s->max_batch && !s->waiting;
          now = mp_mono_ms()) {
         struct timespec ts = mono_deadline(due - now);
         pthread_cond_timedwait(&s->cond, &s->mu, &ts);
@@ -1413,6 +1414,7 @@ int store_submit(store *s, store_write_fn fn, store_done_fn done, void *arg) {
     if (!s) return MP_EINVAL;
     store_op *op = mp_malloc(sizeof *op);
     *op = (store_op){.fn = fn, .done = done, .arg = arg, .status = MP_OK};
+    if (!fn) stat_add(&s->st_barriers, 1);
     return enqueue(s, op);
 }
 
@@ -1446,6 +1448,7 @@ void store_get_stats(store *s, store_stats *out) {
     out->log_records = atomic_load_explicit(&s->st_log_records, memory_order_relaxed);
     out->log_switches = atomic_load_explicit(&s->st_log_switches, memory_order_relaxed);
     out->log_replayed = atomic_load_explicit(&s->st_log_replayed, memory_order_relaxed);
+    out->barriers = atomic_load_explicit(&s->st_barriers, memory_order_relaxed);
     out->submitted = atomic_load_explicit(&s->st_submitted, memory_order_relaxed);
     out->completed = atomic_load_explicit(&s->st_completed, memory_order_relaxed);
     out->commits = atomic_load_explicit(&s->st_commits, memory_order_relaxed);

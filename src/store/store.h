@@ -206,6 +206,7 @@ typedef struct store_stats {
     uint64_t log_records;     /* records appended to the message log */
     uint64_t log_switches;    /* times the log moved to its other file */
     uint64_t log_replayed;    /* records re-applied from the log at start */
+    uint64_t barriers;        /* barriers submitted (fn NULL): API reads waiting for the writer */
 } store_stats;
 void store_get_stats(store *s, store_stats *out);
 /* Add the writer's histograms to the sums (any thread): time of each batch transaction
