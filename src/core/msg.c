@@ -22,9 +22,11 @@ mp_msg *msg_new(const msg_fields *f) {
     return m;
 }
 
-void msg_unref(mp_msg *m) {
-    if (!m) return;
-    if (atomic_fetch_sub_explicit(&m->refs, 1, memory_order_acq_rel) == 1) free(m);
+void msg_unref(mp_msg *m) { msg_unref_n(m, 1); }
+
+void msg_unref_n(mp_msg *m, int n) {
+    if (!m || n <= 0) return;
+    if (atomic_fetch_sub_explicit(&m->refs, n, memory_order_acq_rel) == n) free(m);
 }
 
 uint32_t msg_person_fake_id(mp_str a, mp_str b, char *out) {

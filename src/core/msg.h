@@ -60,7 +60,11 @@ typedef struct mp_msg {
 /* Copy fields (strings included) into one new allocation with refs = 1. */
 mp_msg *msg_new(const msg_fields *f);
 static inline mp_msg *msg_ref(mp_msg *m) { atomic_fetch_add_explicit(&m->refs, 1, memory_order_relaxed); return m; }
+/* n references at once: one atomic operation where a fan-out would otherwise do n on a
+ * count that other workers update at the same time. */
+static inline void msg_ref_n(mp_msg *m, int n) { atomic_fetch_add_explicit(&m->refs, n, memory_order_relaxed); }
 void msg_unref(mp_msg *m);
+void msg_unref_n(mp_msg *m, int n);
 
 /* Person channel fake id (spec §5.3): the uid with the larger CRC32-IEEE goes first,
  * "A@B"; on a CRC tie `b` goes first. Writes into out (cap >= a.len + b.len + 2),

@@ -316,6 +316,7 @@ static void pending_grow(conn *c) {
     c->pending_head = 0;
 }
 
+/* Takes the caller's reference on m. */
 static void pending_add(conn *c, mp_msg *m, int32_t timestamp, int cmd) {
     if (c->n_pending >= MAX_PENDING_PER_CONN) { /* drop the oldest: bounded memory */
         pending_pop_head(c);
@@ -324,7 +325,7 @@ static void pending_add(conn *c, mp_msg *m, int32_t timestamp, int cmd) {
     if (c->n_pending == c->pending_cap) pending_grow(c);
     pending_recv *p = pending_at(c, c->n_pending++);
     p->message_id = m->f.message_id;
-    p->m = msg_ref(m);
+    p->m = m;
     p->sent_ms = uv_now(&c->w->loop); /* the loop's cached monotonic time: no clock call */
     p->timestamp = timestamp;
     p->tries = 0;
@@ -451,19 +452,20 @@ static int32_t push_time(worker *w) {
     return g_push_clock[w->index].wall_s;
 }
 
-void session_deliver(worker *w, uint64_t conn_id, mp_msg *m) {
+int session_deliver(worker *w, uint64_t conn_id, mp_msg *m) {
     conn *c = conn_find(w, conn_id);
-    if (!c || c->state != CONN_READY) return;
+    if (!c || c->state != CONN_READY) return 0;
     if (m->f.kind == MSG_KIND_EVENT) {
         deliver_event(c, &m->f);
-        return;
+        return 0;
     }
     int32_t ts = push_time(w);
-    if (write_recv(c, m, ts) != MP_OK) return;
+    if (write_recv(c, m, ts) != MP_OK) return 0;
     c->out_msgs++;
     mt_worker_slot(w->index)->deliveries++;
-    if (!(m->f.flags & PROTO_FLAG_NOPERSIST))
-        pending_add(c, m, ts, (m->f.flags & PROTO_FLAG_SYNCONCE) && chan_is_cmd(m->f.channel_id));
+    if (m->f.flags & PROTO_FLAG_NOPERSIST) return 0;
+    pending_add(c, m, ts, (m->f.flags & PROTO_FLAG_SYNCONCE) && chan_is_cmd(m->f.channel_id));
+    return 1;
 }
 
 /* spec §5.8: a master device's RECVACK of a stored command message moves the user's
