@@ -16,6 +16,7 @@
 #include <openssl/rand.h>
 
 #include "aesni.h"
+#include "md5mb.h"
 
 /* ---- per-process algorithms and per-thread contexts ----------------------------- */
 
@@ -508,19 +509,80 @@ int crypto_send_msgkey(const crypto_keys *k, uint32_t client_seq, mp_str client_
     return sign_finish(&b, k, out);
 }
 
+static void sign_recv(sign_buf *b, const crypto_recv_sign *r) {
+    b->len = 0;
+    b->spilled = 0;
+    sign_int(b, r->message_id);
+    sign_int(b, r->message_seq);
+    sign_str(b, r->client_msg_no);
+    sign_int(b, r->timestamp);
+    sign_str(b, r->from_uid);
+    sign_str(b, r->channel_id);
+    sign_int(b, r->channel_type);
+    sign_str(b, r->payload_b64);
+}
+
 int crypto_recv_msgkey(const crypto_keys *k, int64_t message_id, uint32_t message_seq, mp_str client_msg_no,
                        int32_t timestamp, mp_str from_uid, mp_str channel_id, uint8_t channel_type,
                        mp_str payload_b64, char out[32]) {
+    crypto_recv_sign r = {k, message_id, message_seq, client_msg_no, timestamp, from_uid, channel_id, channel_type,
+                          payload_b64};
     sign_buf b;
-    b.len = 0;
-    b.spilled = 0;
-    sign_int(&b, message_id);
-    sign_int(&b, message_seq);
-    sign_str(&b, client_msg_no);
-    sign_int(&b, timestamp);
-    sign_str(&b, from_uid);
-    sign_str(&b, channel_id);
-    sign_int(&b, channel_type);
-    sign_str(&b, payload_b64);
+    sign_recv(&b, &r);
     return sign_finish(&b, k, out);
+}
+
+/* One lane of a batched msgKey: the Base64 text of the encrypted sign string, whose MD5 is
+ * the msgKey. Per thread: 8 lanes of about 3.6 KiB are too much for a stack frame. */
+#define MK_CT_MAX (MK_STACK / 16 * 16 + 16)
+typedef struct mk_lane {
+    uint8_t ct[MK_CT_MAX];
+    uint8_t txt[(MK_CT_MAX + 2) / 3 * 4];
+    size_t len;
+    int hashed;    /* nothing left to hash: its MD5 is done, or it has no text */
+    int own, fail; /* own: the msgKey was computed alone into key (a big sign string) */
+    char key[32];
+} mk_lane;
+static _Thread_local mk_lane t_lanes[CRYPTO_MSGKEY_BATCH];
+
+/* MD5 of the lanes whose texts have lane first's length, several at a time. */
+static void md5_equal_lanes(size_t n, size_t first, char out[][32]) {
+    const uint8_t *msgs[MD5MB_LANES];
+    size_t idx[MD5MB_LANES], m = 0;
+    for (size_t i = first; i < n; i++) {
+        mk_lane *l = &t_lanes[i];
+        if (l->hashed || l->len != t_lanes[first].len) continue;
+        msgs[m] = l->txt;
+        idx[m++] = i;
+        l->hashed = 1;
+    }
+    uint8_t md[MD5MB_LANES][16];
+    md5mb(msgs, m, t_lanes[first].len, md);
+    for (size_t j = 0; j < m; j++) hex_lower(md[j], 16, out[idx[j]]);
+}
+
+int crypto_recv_msgkey_lane(size_t lane, const crypto_recv_sign *in) {
+    MP_ASSERT(lane < CRYPTO_MSGKEY_BATCH && CRYPTO_MSGKEY_BATCH <= MD5MB_LANES);
+    mk_lane *l = &t_lanes[lane];
+    l->hashed = 1; /* until its text is ready */
+    sign_buf b;
+    sign_recv(&b, in);
+    l->own = b.spilled;
+    if (b.spilled) { /* a sign string too big for the lane: its msgKey now, on its own */
+        l->fail = sign_finish(&b, in->k, l->key) != MP_OK;
+        return l->fail ? MP_ECRYPTO : MP_OK;
+    }
+    l->fail = aes_encrypt_pad(ctx_get(), in->k, (const uint8_t *)b.stack, b.len, l->ct) != MP_OK;
+    if (l->fail) return MP_ECRYPTO;
+    l->len = b64_enc(l->ct, (b.len / 16 + 1) * 16, (char *)l->txt);
+    l->hashed = 0;
+    return MP_OK;
+}
+
+void crypto_recv_msgkey_lanes(size_t n, char out[][32]) {
+    MP_ASSERT(n <= CRYPTO_MSGKEY_BATCH);
+    for (size_t i = 0; i < n; i++)
+        if (t_lanes[i].own && !t_lanes[i].fail) memcpy(out[i], t_lanes[i].key, 32);
+    for (size_t i = 0; i < n; i++)
+        if (!t_lanes[i].hashed) md5_equal_lanes(n, i, out);
 }

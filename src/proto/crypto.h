@@ -53,6 +53,29 @@ int crypto_recv_msgkey(const crypto_keys *k, int64_t message_id, uint32_t messag
                        int32_t timestamp, mp_str from_uid, mp_str channel_id, uint8_t channel_type,
                        mp_str payload_b64, char out[32]);
 
+/* One RECV's sign fields, for the batched msgKeys below. */
+typedef struct crypto_recv_sign {
+    const crypto_keys *k;
+    int64_t message_id;
+    uint32_t message_seq;
+    mp_str client_msg_no;
+    int32_t timestamp;
+    mp_str from_uid;
+    mp_str channel_id;
+    uint8_t channel_type;
+    mp_str payload_b64;
+} crypto_recv_sign;
+
+/* Batched RECV msgKeys (a fan-out: one message, many connection keys), two steps on one
+ * thread. crypto_recv_msgkey_lane(i, in) runs lane i's AES pass: call it right after
+ * encrypting that connection's payload, while its key schedule is in place. Then
+ * crypto_recv_msgkey_lanes(n, out) writes out[i] for the lanes 0..n-1 whose lane call
+ * succeeded; the MD5s of texts of equal length (every lane, for one message to a group) run
+ * several at a time (md5mb.h). Each equals crypto_recv_msgkey of the same fields. */
+#define CRYPTO_MSGKEY_BATCH 8
+int crypto_recv_msgkey_lane(size_t lane, const crypto_recv_sign *in);
+void crypto_recv_msgkey_lanes(size_t n, char out[][32]);
+
 /* AES runs on the CPU's AES instructions when it has them (aesni.h), else through
  * OpenSSL. on = 1 forces OpenSSL for the whole process (tests compare the two). */
 void crypto_force_openssl(int on);

@@ -358,51 +358,70 @@ static void pending_clear(conn *c) {
     c->pending_cap = c->pending_head = 0;
 }
 
-/* Per-worker scratch buffers for encoding RECVs: the hot path allocates nothing. */
+/* Per-worker scratch buffers for encoding RECVs: the hot path allocates nothing. enc[i]
+ * holds lane i's encrypted payload in a batch (deliver_lanes); the single path uses enc[0]. */
 static struct {
-    mp_buf enc, out;
+    mp_buf enc[CRYPTO_MSGKEY_BATCH], out;
 } g_scratch[MP_MAX_WORKERS];
 
 void session_worker_free(worker *w) {
-    mp_buf_free(&g_scratch[w->index].enc);
+    for (int i = 0; i < CRYPTO_MSGKEY_BATCH; i++) mp_buf_free(&g_scratch[w->index].enc[i]);
     mp_buf_free(&g_scratch[w->index].out);
+}
+
+/* m as this connection's RECV, all but the payload and msgKey. */
+static void recv_fields(const conn *c, const msg_fields *f, int32_t timestamp, proto_recv *r) {
+    mp_str uid = mp_str_c(c->uid);
+    int own = mp_str_eq(uid, f->from_uid);
+    *r = (proto_recv){0};
+    r->flags = f->flags & (PROTO_FLAG_NOPERSIST | PROTO_FLAG_SYNCONCE | PROTO_FLAG_REDDOT);
+    if (own) r->flags &= (uint8_t)~PROTO_FLAG_REDDOT;
+    r->setting = f->setting;
+    r->from_uid = mp_str_eq_c(f->from_uid, MP_SYSTEM_UID) ? MP_STR("") : f->from_uid;
+    mp_str channel = chan_cmd_origin(f->channel_id); /* command messages show their channel */
+    r->channel_id = f->channel_type == CHANNEL_PERSON ? msg_person_peer(channel, uid)
+                    : f->channel_type == CHANNEL_AGENT ? chan_agent_peer(channel) : channel;
+    r->channel_type = f->channel_type;
+    r->expire = f->expire;
+    r->client_msg_no = f->client_msg_no;
+    r->message_id = f->message_id;
+    r->message_seq = (uint32_t)f->seq;
+    r->timestamp = timestamp;
+    r->topic = f->topic;
+}
+
+static crypto_recv_sign recv_sign(const conn *c, const proto_recv *r) {
+    return (crypto_recv_sign){&c->keys, r->message_id, r->message_seq, r->client_msg_no, r->timestamp,
+                              r->from_uid, r->channel_id, r->channel_type, r->payload};
+}
+
+/* The payload encrypted with the connection's key, as Base64 text in enc. */
+static int encrypt_payload(const conn *c, const msg_fields *f, mp_buf *enc, proto_recv *r) {
+    enc->len = 0;
+    if (crypto_encrypt_b64(&c->keys, (const uint8_t *)f->payload.p, f->payload.len, enc) != MP_OK) return MP_ECRYPTO;
+    r->payload = (mp_str){(const char *)enc->data, (uint32_t)enc->len};
+    return MP_OK;
 }
 
 /* Encode m as this connection's RECV into out (appended). */
 static int encode_recv(conn *c, mp_msg *m, int32_t timestamp, mp_buf *out) {
-    const msg_fields *f = &m->f;
-    mp_str uid = mp_str_c(c->uid);
-    int own = mp_str_eq(uid, f->from_uid);
-    proto_recv r = {0};
-    r.flags = f->flags & (PROTO_FLAG_NOPERSIST | PROTO_FLAG_SYNCONCE | PROTO_FLAG_REDDOT);
-    if (own) r.flags &= (uint8_t)~PROTO_FLAG_REDDOT;
-    r.setting = f->setting;
-    r.from_uid = mp_str_eq_c(f->from_uid, MP_SYSTEM_UID) ? MP_STR("") : f->from_uid;
-    mp_str channel = chan_cmd_origin(f->channel_id); /* command messages show their channel */
-    r.channel_id = f->channel_type == CHANNEL_PERSON ? msg_person_peer(channel, uid)
-                   : f->channel_type == CHANNEL_AGENT ? chan_agent_peer(channel) : channel;
-    r.channel_type = f->channel_type;
-    r.expire = f->expire;
-    r.client_msg_no = f->client_msg_no;
-    r.message_id = f->message_id;
-    r.message_seq = (uint32_t)f->seq;
-    r.timestamp = timestamp;
-    r.topic = f->topic;
+    proto_recv r;
+    recv_fields(c, &m->f, timestamp, &r);
     char key[32];
     if (c->encrypt) {
-        mp_buf *enc = &g_scratch[c->w->index].enc;
-        enc->len = 0;
-        if (crypto_encrypt_b64(&c->keys, (const uint8_t *)f->payload.p, f->payload.len, enc) != MP_OK)
+        if (encrypt_payload(c, &m->f, &g_scratch[c->w->index].enc[0], &r) != MP_OK) return MP_ECRYPTO;
+        if (crypto_recv_msgkey(&c->keys, r.message_id, r.message_seq, r.client_msg_no, r.timestamp, r.from_uid,
+                               r.channel_id, r.channel_type, r.payload, key) != MP_OK)
             return MP_ECRYPTO;
-        r.payload = (mp_str){(const char *)enc->data, (uint32_t)enc->len};
-        crypto_recv_msgkey(&c->keys, r.message_id, r.message_seq, r.client_msg_no, r.timestamp, r.from_uid,
-                           r.channel_id, r.channel_type, r.payload, key);
         r.msg_key = (mp_str){key, 32};
     } else {
-        r.payload = f->payload;
+        r.payload = m->f.payload;
     }
     return proto_encode_recv(&r, c->version, out);
 }
+
+/* Queue an encoded RECV. */
+static void queue_recv(conn *c, const mp_buf *out) { conn_write_packet(c, out->data, out->len); }
 
 /* Encode and queue m's RECV; MP_OK once queued. */
 static int write_recv(conn *c, mp_msg *m, int32_t timestamp) {
@@ -413,7 +432,7 @@ static int write_recv(conn *c, mp_msg *m, int32_t timestamp) {
         LOG_WARN("session", "cannot encode RECV conn=%llu err=\"%s\"", (unsigned long long)c->id, mp_strerror(rc));
         return rc;
     }
-    conn_write_packet(c, out->data, out->len);
+    queue_recv(c, out);
     return MP_OK;
 }
 
@@ -452,20 +471,76 @@ static int32_t push_time(worker *w) {
     return g_push_clock[w->index].wall_s;
 }
 
-int session_deliver(worker *w, uint64_t conn_id, mp_msg *m) {
-    conn *c = conn_find(w, conn_id);
-    if (!c || c->state != CONN_READY) return 0;
+/* A RECV of m is queued on c: count it, and keep it pending for a retry unless it is not
+ * stored. Returns 1 when the pending entry took the caller's reference on m. */
+static int recv_queued(conn *c, mp_msg *m, int32_t ts) {
+    c->out_msgs++;
+    mt_worker_slot(c->w->index)->deliveries++;
+    if (m->f.flags & PROTO_FLAG_NOPERSIST) return 0;
+    pending_add(c, m, ts, (m->f.flags & PROTO_FLAG_SYNCONCE) && chan_is_cmd(m->f.channel_id));
+    return 1;
+}
+
+static int deliver_one(conn *c, mp_msg *m, int32_t ts) {
     if (m->f.kind == MSG_KIND_EVENT) {
         deliver_event(c, &m->f);
         return 0;
     }
+    return write_recv(c, m, ts) == MP_OK ? recv_queued(c, m, ts) : 0;
+}
+
+/* RECVs of m to encrypted connections, their msgKeys computed together (the MD5s of equal
+ * texts run several at a time: crypto_recv_msgkey_lanes). Returns the references kept. */
+static int deliver_lanes(worker *w, conn **lanes, size_t n, mp_msg *m, int32_t ts) {
+    proto_recv r[CRYPTO_MSGKEY_BATCH];
+    char keys[CRYPTO_MSGKEY_BATCH][32];
+    int ok[CRYPTO_MSGKEY_BATCH];
+    for (size_t i = 0; i < n; i++) {
+        recv_fields(lanes[i], &m->f, ts, &r[i]);
+        /* payload, then the sign string, with the same key: one key schedule per RECV */
+        ok[i] = encrypt_payload(lanes[i], &m->f, &g_scratch[w->index].enc[i], &r[i]) == MP_OK;
+        crypto_recv_sign in = recv_sign(lanes[i], &r[i]);
+        if (ok[i]) ok[i] = crypto_recv_msgkey_lane(i, &in) == MP_OK;
+        if (!ok[i]) LOG_WARN("session", "cannot encrypt RECV conn=%llu", (unsigned long long)lanes[i]->id);
+    }
+    crypto_recv_msgkey_lanes(n, keys);
+    int kept = 0;
+    mp_buf *out = &g_scratch[w->index].out;
+    for (size_t i = 0; i < n; i++) {
+        if (!ok[i]) continue;
+        r[i].msg_key = (mp_str){keys[i], 32};
+        out->len = 0;
+        if (proto_encode_recv(&r[i], lanes[i]->version, out) != MP_OK) {
+            LOG_WARN("session", "cannot encode RECV conn=%llu", (unsigned long long)lanes[i]->id);
+            continue;
+        }
+        queue_recv(lanes[i], out);
+        kept += recv_queued(lanes[i], m, ts);
+    }
+    return kept;
+}
+
+int session_deliver_many(worker *w, const uint64_t *conn_ids, size_t n, mp_msg *m) {
     int32_t ts = push_time(w);
-    if (write_recv(c, m, ts) != MP_OK) return 0;
-    c->out_msgs++;
-    mt_worker_slot(w->index)->deliveries++;
-    if (m->f.flags & PROTO_FLAG_NOPERSIST) return 0;
-    pending_add(c, m, ts, (m->f.flags & PROTO_FLAG_SYNCONCE) && chan_is_cmd(m->f.channel_id));
-    return 1;
+    conn *lanes[CRYPTO_MSGKEY_BATCH];
+    size_t nl = 0;
+    int kept = 0;
+    for (size_t i = 0; i < n; i++) {
+        conn *c = conn_find(w, conn_ids[i]);
+        if (!c || c->state != CONN_READY) continue;
+        if (m->f.kind == MSG_KIND_EVENT || !c->encrypt) {
+            kept += deliver_one(c, m, ts);
+            continue;
+        }
+        lanes[nl++] = c;
+        if (nl == CRYPTO_MSGKEY_BATCH) {
+            kept += deliver_lanes(w, lanes, nl, m, ts);
+            nl = 0;
+        }
+    }
+    if (nl == 1) kept += deliver_one(lanes[0], m, ts); /* nothing to batch with */
+    else if (nl) kept += deliver_lanes(w, lanes, nl, m, ts);
+    return kept;
 }
 
 /* spec §5.8: a master device's RECVACK of a stored command message moves the user's

@@ -20,10 +20,11 @@ void session_on_close(conn *c);
 /* Periodic work (RECV retries). */
 void session_sweep(conn *c, uint64_t now_ms);
 
-/* Deliver a message as RECV to connection conn_id on worker w (skips a missing conn).
- * Ownership: the caller lends one reference on m; the RECV kept pending for a retry takes
- * it and 1 is returned. 0: not taken, the caller still owns it. */
-int session_deliver(worker *w, uint64_t conn_id, mp_msg *m);
+/* Deliver a message as RECV to n connections of worker w (a fan-out; missing ones are
+ * skipped). Ownership: the caller lends one reference on m per connection; a RECV kept
+ * pending for a retry takes its loan. Returns how many were taken (the caller still owns
+ * the rest). */
+int session_deliver_many(worker *w, const uint64_t *conn_ids, size_t n, mp_msg *m);
 /* Send DISCONNECT (when reason != 0) and close after delay_ms. */
 void session_kick(worker *w, uint64_t conn_id, uint8_t reason, const char *text, uint32_t delay_ms);
 /* SENDACK to connection conn_id; 1 if written, 0 if the connection is gone. */

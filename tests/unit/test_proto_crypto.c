@@ -17,6 +17,7 @@
 #include "common/buf.h"
 #include "proto/aesni.h"
 #include "proto/crypto.h"
+#include "proto/md5mb.h"
 
 /* ---- §7.9 values ---------------------------------------------------------------- */
 
@@ -409,6 +410,42 @@ static void test_alternating_keys(void **state) {
     }
 }
 
+/* A fan-out's msgKeys, computed together, equal one crypto_recv_msgkey per connection: the
+ * spec's vector among them, different keys, person-channel ids of different lengths (texts
+ * of unequal length), a payload too big for a lane's buffers, and batches of 1..8. */
+static void test_recv_msgkeys_batch(void **state) {
+    (void)state;
+    static char big[4000];
+    memset(big, 'B', sizeof big - 1);
+    crypto_keys keys[CRYPTO_MSGKEY_BATCH];
+    crypto_recv_sign in[CRYPTO_MSGKEY_BATCH];
+    const char *chans[] = {"u1", "g1", "g1", "someone-longer", "g1", "g1", "g1", "g1"};
+    for (int force = 0; force <= 1; force++) {
+        md5mb_force_scalar(force);
+        for (size_t n = 1; n <= CRYPTO_MSGKEY_BATCH; n++) {
+            for (size_t i = 0; i < n; i++) {
+                keys[i] = example_keys();
+                if (i) keys[i].aes_key[i % 16] ^= (uint8_t)(i * 37), keys[i].iv[(i * 5) % 16] ^= (uint8_t)i;
+                in[i] = (crypto_recv_sign){&keys[i], 1234567890123LL, 7, MP_STR("cmn1"), 1700000001, MP_STR("u1"),
+                                           mp_str_c(chans[i]), 1, MP_STR(PAYLOAD_B64)};
+            }
+            if (n == 7) in[5].payload_b64 = mp_str_c(big); /* the sign string spills */
+            char got[CRYPTO_MSGKEY_BATCH][32], want[32];
+            for (size_t i = 0; i < n; i++) assert_int_equal(crypto_recv_msgkey_lane(i, &in[i]), MP_OK);
+            crypto_recv_msgkey_lanes(n, got);
+            for (size_t i = 0; i < n; i++) {
+                const crypto_recv_sign *r = &in[i];
+                assert_int_equal(crypto_recv_msgkey(r->k, r->message_id, r->message_seq, r->client_msg_no, r->timestamp,
+                                                    r->from_uid, r->channel_id, r->channel_type, r->payload_b64, want),
+                                 MP_OK);
+                assert_memory_equal(got[i], want, 32);
+            }
+            assert_memory_equal(got[0], RECV_MSGKEY, 32); /* lane 0 is the spec's example */
+        }
+    }
+    md5mb_force_scalar(0);
+}
+
 static void expect_decrypt_fail(const crypto_keys *k, const char *b64, size_t n) {
     mp_buf out = MP_BUF_INIT;
     mp_buf_append(&out, "keep", 4);
@@ -722,6 +759,7 @@ int main(void) {
         cmocka_unit_test(test_example_send_msgkey),
         cmocka_unit_test(test_example_recv_msgkey),
         cmocka_unit_test(test_msgkey_matches_definition),
+        cmocka_unit_test(test_recv_msgkeys_batch),
         cmocka_unit_test(test_encrypt_decrypt_round_trip),
         cmocka_unit_test(test_alternating_keys),
         cmocka_unit_test(test_aesni_matches_openssl),
