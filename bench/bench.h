@@ -119,6 +119,10 @@ typedef struct bthread {
     uv_async_t wake;
     uv_timer_t tick;
     uv_prepare_t flush;
+    /* msgKeys waiting to be checked together (crypto_recv_msgkey_lanes): their AES passes
+     * are done, the MD5s run CRYPTO_MSGKEY_BATCH at a time, as the server computes them. */
+    char verify_want[CRYPTO_MSGKEY_BATCH][32];
+    uint32_t n_verify;
     bconn **conns;
     uint32_t n;
     uint32_t next_connect;       /* connect phase: next index in conns to start */
