@@ -624,7 +624,7 @@ static void test_docs_up_to_date(void **state) {
     char path[1024];
     const char *suffix = "tests/unit/test_config.c";
     size_t flen = strlen(__FILE__), slen = strlen(suffix);
-    if (flen < slen || strcmp(__FILE__ + flen - slen, suffix) != 0) {
+    if (flen < slen || strcmp(&__FILE__[flen - slen], suffix) != 0) {
         free(want);
         skip();
     }
