@@ -403,37 +403,36 @@ static int encrypt_payload(const conn *c, const msg_fields *f, mp_buf *enc, prot
     return MP_OK;
 }
 
-/* Encode m as this connection's RECV into out (appended). */
-static int encode_recv(conn *c, mp_msg *m, int32_t timestamp, mp_buf *out) {
-    proto_recv r;
-    recv_fields(c, &m->f, timestamp, &r);
-    char key[32];
-    if (c->encrypt) {
-        if (encrypt_payload(c, &m->f, &g_scratch[c->w->index].enc[0], &r) != MP_OK) return MP_ECRYPTO;
-        if (crypto_recv_msgkey(&c->keys, r.message_id, r.message_seq, r.client_msg_no, r.timestamp, r.from_uid,
-                               r.channel_id, r.channel_type, r.payload, key) != MP_OK)
-            return MP_ECRYPTO;
-        r.msg_key = (mp_str){key, 32};
-    } else {
-        r.payload = m->f.payload;
-    }
-    return proto_encode_recv(&r, c->version, out);
+static void recv_failed(const conn *c, int rc) {
+    LOG_WARN("session", "cannot encode RECV conn=%llu err=\"%s\"", (unsigned long long)c->id, mp_strerror(rc));
 }
 
-/* Queue an encoded RECV. */
-static void queue_recv(conn *c, const mp_buf *out) { conn_write_packet(c, out->data, out->len); }
+/* Encode r and queue it on c; MP_OK once queued (a failure is logged). */
+static int queue_recv(conn *c, const proto_recv *r) {
+    mp_buf *out = &g_scratch[c->w->index].out;
+    out->len = 0;
+    int rc = proto_encode_recv(r, c->version, out);
+    if (rc != MP_OK) recv_failed(c, rc);
+    else conn_write_packet(c, out->data, out->len);
+    return rc;
+}
 
 /* Encode and queue m's RECV; MP_OK once queued. */
 static int write_recv(conn *c, mp_msg *m, int32_t timestamp) {
-    mp_buf *out = &g_scratch[c->w->index].out;
-    out->len = 0;
-    int rc = encode_recv(c, m, timestamp, out);
-    if (rc != MP_OK) {
-        LOG_WARN("session", "cannot encode RECV conn=%llu err=\"%s\"", (unsigned long long)c->id, mp_strerror(rc));
-        return rc;
+    proto_recv r;
+    recv_fields(c, &m->f, timestamp, &r);
+    char key[32];
+    r.payload = m->f.payload;
+    if (c->encrypt) {
+        if (encrypt_payload(c, &m->f, &g_scratch[c->w->index].enc[0], &r) != MP_OK ||
+            crypto_recv_msgkey(&c->keys, r.message_id, r.message_seq, r.client_msg_no, r.timestamp, r.from_uid,
+                               r.channel_id, r.channel_type, r.payload, key) != MP_OK) {
+            recv_failed(c, MP_ECRYPTO);
+            return MP_ECRYPTO;
+        }
+        r.msg_key = (mp_str){key, 32};
     }
-    queue_recv(c, out);
-    return MP_OK;
+    return queue_recv(c, &r);
 }
 
 /* EVENT frames exist from protocol version 5 (GoProto v1.2.3). Older clients, SDK 1.0.4
@@ -499,23 +498,18 @@ static int deliver_lanes(worker *w, conn **lanes, size_t n, mp_msg *m, int32_t t
         recv_fields(lanes[i], &m->f, ts, &r[i]);
         /* payload, then the sign string, with the same key: one key schedule per RECV */
         ok[i] = encrypt_payload(lanes[i], &m->f, &g_scratch[w->index].enc[i], &r[i]) == MP_OK;
-        crypto_recv_sign in = recv_sign(lanes[i], &r[i]);
-        if (ok[i]) ok[i] = crypto_recv_msgkey_lane(i, &in) == MP_OK;
-        if (!ok[i]) LOG_WARN("session", "cannot encrypt RECV conn=%llu", (unsigned long long)lanes[i]->id);
+        if (ok[i]) {
+            crypto_recv_sign in = recv_sign(lanes[i], &r[i]);
+            ok[i] = crypto_recv_msgkey_lane(i, &in) == MP_OK;
+        }
+        if (!ok[i]) recv_failed(lanes[i], MP_ECRYPTO);
     }
     crypto_recv_msgkey_lanes(n, keys);
     int kept = 0;
-    mp_buf *out = &g_scratch[w->index].out;
     for (size_t i = 0; i < n; i++) {
         if (!ok[i]) continue;
         r[i].msg_key = (mp_str){keys[i], 32};
-        out->len = 0;
-        if (proto_encode_recv(&r[i], lanes[i]->version, out) != MP_OK) {
-            LOG_WARN("session", "cannot encode RECV conn=%llu", (unsigned long long)lanes[i]->id);
-            continue;
-        }
-        queue_recv(lanes[i], out);
-        kept += recv_queued(lanes[i], m, ts);
+        if (queue_recv(lanes[i], &r[i]) == MP_OK) kept += recv_queued(lanes[i], m, ts);
     }
     return kept;
 }
