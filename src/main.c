@@ -7,6 +7,7 @@
 #include "api/http_server.h"
 #include "channel/channel.h"
 #include "common/log.h"
+#include "common/tsched.h"
 #include "config/config.h"
 #include "core/im.h"
 #include "core/presence.h"
@@ -150,6 +151,7 @@ int main(int argc, char **argv) {
     }
     signal(SIGPIPE, SIG_IGN);
     if (httpc_global_init() != MP_OK) return 1; /* before any thread starts */
+    tsched_set_latency_slice(cfg.sched_latency_slice_us); /* before the log and worker threads */
 
     store_options so = {0};
     so.dir = cfg.data_dir;

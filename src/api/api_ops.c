@@ -77,7 +77,7 @@ static json_t *rfc3339(uint64_t ns) {
     if (frac) {
         snprintf(f, sizeof f, ".%09u", frac);
         size_t n = strlen(f);
-        while (f[n - 1] == '0') f[--n] = '\0';
+        while (n > 1 && f[n - 1] == '0') f[--n] = '\0'; /* f is "." + 9 digits, frac != 0 */
     }
     snprintf(out, sizeof out, "%04d-%02d-%02dT%02d:%02d:%02d%sZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
              tm.tm_hour, tm.tm_min, tm.tm_sec, f);

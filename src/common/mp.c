@@ -19,6 +19,7 @@ const char *mp_strerror(int code) {
     case MP_EEXIST: return "already exists";
     case MP_ECLOSED: return "closed";
     case MP_EPERM: return "not permitted";
+    case MP_ENOTSUP: return "not supported";
     default: return "unknown error";
     }
 }

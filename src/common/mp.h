@@ -23,6 +23,7 @@ enum {
     MP_EEXIST = -10,
     MP_ECLOSED = -11,
     MP_EPERM = -12,
+    MP_ENOTSUP = -13,  /* not available on this system */
 };
 const char *mp_strerror(int code);
 

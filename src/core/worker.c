@@ -6,6 +6,7 @@
 #include <stdatomic.h>
 
 #include "../common/log.h"
+#include "../common/tsched.h"
 #include "../common/map.h"
 
 typedef struct item {
@@ -183,6 +184,7 @@ static void name_thread(int index) {
 static void *thread_main(void *arg) {
     worker *w = arg;
     name_thread(w->index);
+    tsched_latency_thread(w->index ? "magpie-w" : "magpie"); /* every message passes a worker */
     t_current = w;
     uv_run(&w->loop, UV_RUN_DEFAULT);
     t_current = NULL;

@@ -34,6 +34,7 @@
 #include "../common/buf.h"
 #include "../common/log.h"
 #include "../common/metrics.h"
+#include "../common/tsched.h"
 #include "msglog.h"
 
 #define COMP "store"
@@ -1333,6 +1334,7 @@ static void hand_to_writer(store *s, store_op *batch) {
 static void *log_main(void *arg) {
     store *s = arg;
     pthread_setname_np(pthread_self(), "magpie-log");
+    tsched_latency_thread("magpie-log"); /* acknowledgements wait for this thread */
     for (;;) {
         pthread_mutex_lock(&s->lmu);
         while (!s->lhead && !s->lclosing) pthread_cond_wait(&s->lcond, &s->lmu);

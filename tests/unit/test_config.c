@@ -240,6 +240,7 @@ static void test_validation(void **state) {
         {"messageRetry.maxCount", "1001"}, {"queueCapacity", "1"}, {"syncInterval", "2m"},
         {"datasource.addr", "127.0.0.1:8090/ds"}, {"datasource.addr", "ftp://x/ds"}, {"datasource.onFailure", "allow"},
         {"datasource.onFailure", ""}, {"datasource.timeout", "0"}, {"datasource.maxParked", "0"},
+        {"sched.latencySlice", "99"}, {"sched.latencySlice", "100001"}, {"sched.latencySlice", "1ms"},
     };
     static const struct { const char *key, *value; } good[] = {
         {"workers", "256"}, {"maxPacketSize", "16"}, {"maxPacketSize", "1MiB"}, {"durability", "interval"},
@@ -248,6 +249,7 @@ static void test_validation(void **state) {
         {"managerToken", "s3cret"}, {"external.ip", "203.0.113.10"}, {"auth.users", "admin:p:*,ops:q:[conn:r,user:rw]"},
         {"datasource.addr", "http://127.0.0.1:8090/ds"}, {"datasource.addr", "https://biz.example.com/im"},
         {"datasource.addr", ""}, {"datasource.onFailure", "stored"}, {"datasource.cacheTTL", "0"},
+        {"sched.latencySlice", "0"}, {"sched.latencySlice", "100000"}, {"sched.latencySlice", "250"},
     };
     mp_config c;
     char err[256];
@@ -259,12 +261,14 @@ static void test_validation(void **state) {
     }
     /* nothing changed */
     assert_int_equal(c.workers, 0);
+    assert_int_equal(c.sched_latency_slice_us, 100);
     assert_string_equal(c.durability, "fsync");
     assert_string_equal(c.addr, "0.0.0.0:5100");
     for (size_t i = 0; i < MP_ARRAY_LEN(good); i++)
         assert_int_equal(config_set(&c, good[i].key, good[i].value, err, sizeof err), MP_OK);
     assert_string_equal(c.durability, "interval");
     assert_string_equal(c.manager_token, "s3cret");
+    assert_int_equal(c.sched_latency_slice_us, 250);
     assert_string_equal(c.addr, "tcp://127.0.0.1:6100");
     config_free(&c);
 }
