@@ -36,11 +36,21 @@ static int get_attr(sched_attr_v0 *a) {
     return (int)syscall(SYS_sched_getattr, 0, a, (unsigned)sizeof *a, 0u);
 }
 
+/* Logged once per process: every thread would say the same. */
+static int unsupported(const char *thread, int err) {
+    if (!atomic_exchange(&g_unsupported_logged, 1))
+        LOG_INFO(COMP, "per-thread time slices are not available (Linux 6.12+, not blocked by a seccomp filter); "
+                       "sched.latencySlice has no effect thread=%s err=\"%s\"",
+                 thread, err ? strerror(err) : "kernel ignores sched_runtime");
+    return MP_ENOTSUP;
+}
+
 int tsched_latency_thread(const char *thread) {
     uint32_t us = atomic_load(&g_slice_us);
     if (!us) return MP_OK;
     sched_attr_v0 a;
     if (get_attr(&a) != 0) {
+        if (errno == ENOSYS || errno == EPERM) return unsupported(thread, errno); /* e.g. a seccomp filter */
         LOG_WARN(COMP, "sched_getattr failed thread=%s err=\"%s\"", thread, strerror(errno));
         return MP_EIO;
     }
@@ -49,14 +59,11 @@ int tsched_latency_thread(const char *thread) {
     a.sched_flags = 0;
     a.sched_runtime = (uint64_t)us * 1000u;
     if (syscall(SYS_sched_setattr, 0, &a, 0u) != 0) {
+        if (errno == ENOSYS || errno == EPERM) return unsupported(thread, errno);
         LOG_WARN(COMP, "cannot set the latency slice thread=%s slice_us=%u err=\"%s\"", thread, us, strerror(errno));
         return MP_EIO;
     }
     /* Kernels without custom slices accept the call and drop the field. */
-    if (get_attr(&a) == 0 && a.sched_runtime != (uint64_t)us * 1000u) {
-        if (!atomic_exchange(&g_unsupported_logged, 1))
-            LOG_INFO(COMP, "this kernel does not support per-thread time slices (Linux 6.12+); sched.latencySlice has no effect");
-        return MP_ENOTSUP;
-    }
+    if (get_attr(&a) == 0 && a.sched_runtime != (uint64_t)us * 1000u) return unsupported(thread, 0);
     return MP_OK;
 }

@@ -19,8 +19,8 @@ void tsched_set_latency_slice(uint32_t us);
 
 /* Ask for the configured slice for the calling thread, keeping its policy and nice value.
  * Does nothing when the slice is 0 or the thread is not SCHED_OTHER (an operator's chrt).
- * Returns MP_OK, MP_ENOTSUP (kernel without custom slices: logged once) or MP_EIO
- * (the call failed: logged). */
+ * Returns MP_OK, MP_ENOTSUP (a kernel without custom slices, or the calls refused, e.g. by
+ * a seccomp filter: logged once per process) or MP_EIO (the call failed: logged). */
 int tsched_latency_thread(const char *thread);
 
 #endif

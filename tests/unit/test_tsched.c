@@ -27,8 +27,13 @@ typedef struct attr {
 static attr get_attr(void) {
     attr a;
     memset(&a, 0, sizeof a);
-    assert_int_equal(syscall(SYS_sched_getattr, 0, &a, (unsigned)sizeof a, 0u), 0);
+    if (syscall(SYS_sched_getattr, 0, &a, (unsigned)sizeof a, 0u) != 0) a.size = 0; /* refused: see skip_without */
     return a;
+}
+
+/* Machines whose seccomp filter refuses sched_getattr cannot show what changed. */
+static void skip_without_getattr(void) {
+    if (get_attr().size == 0) skip();
 }
 
 typedef struct run {
@@ -62,6 +67,7 @@ static run in_thread(int policy, int nice) {
 
 static void test_off_leaves_the_thread_alone(void **state) {
     (void)state;
+    skip_without_getattr();
     tsched_set_latency_slice(0);
     run r = in_thread(SCHED_OTHER, 0);
     assert_int_equal(r.rc, MP_OK);
@@ -70,6 +76,7 @@ static void test_off_leaves_the_thread_alone(void **state) {
 
 static void test_slice_set_and_nice_kept(void **state) {
     (void)state;
+    skip_without_getattr();
     tsched_set_latency_slice(300);
     run r = in_thread(SCHED_OTHER, 5);
     assert_true(r.rc == MP_OK || r.rc == MP_ENOTSUP);
@@ -84,6 +91,7 @@ static void test_slice_set_and_nice_kept(void **state) {
 
 static void test_other_policy_kept(void **state) {
     (void)state;
+    skip_without_getattr();
     tsched_set_latency_slice(300);
     run r = in_thread(SCHED_BATCH, 0);
     assert_int_not_equal(r.rc, 99);
