@@ -55,15 +55,16 @@ int tsched_latency_thread(const char *thread) {
         return MP_EIO;
     }
     if (a.sched_policy != SCHED_OTHER) return MP_OK; /* set by the operator: keep it */
+    uint64_t ns = (uint64_t)us * 1000u;
     a.size = sizeof a;
     a.sched_flags = 0;
-    a.sched_runtime = (uint64_t)us * 1000u;
+    a.sched_runtime = ns;
     if (syscall(SYS_sched_setattr, 0, &a, 0u) != 0) {
         if (errno == ENOSYS || errno == EPERM) return unsupported(thread, errno);
         LOG_WARN(COMP, "cannot set the latency slice thread=%s slice_us=%u err=\"%s\"", thread, us, strerror(errno));
         return MP_EIO;
     }
     /* Kernels without custom slices accept the call and drop the field. */
-    if (get_attr(&a) == 0 && a.sched_runtime != (uint64_t)us * 1000u) return unsupported(thread, 0);
+    if (get_attr(&a) == 0 && a.sched_runtime != ns) return unsupported(thread, 0);
     return MP_OK;
 }

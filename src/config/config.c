@@ -390,7 +390,8 @@ static int check_hostport_or_empty(const char *v, char *err, size_t errlen) {
 /* 0 (off) or the kernel's accepted range, 100..100000 us (it would clamp silently). Runs
  * after opt_set parsed v and checked it against 0..100000. */
 static int check_latency_slice(const char *v, char *err, size_t errlen) {
-    if (strtoul(v, NULL, 10) == 0 || strtoul(v, NULL, 10) >= 100) return MP_OK;
+    unsigned long us = strtoul(v, NULL, 10);
+    if (us == 0 || us >= 100) return MP_OK;
     return fail(err, errlen, "'%.32s' is below the kernel's least slice of 100 microseconds (0 turns it off)", v);
 }
 

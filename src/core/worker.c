@@ -6,8 +6,8 @@
 #include <stdatomic.h>
 
 #include "../common/log.h"
-#include "../common/tsched.h"
 #include "../common/map.h"
+#include "../common/tsched.h"
 
 typedef struct item {
     worker_fn fn;
