@@ -457,6 +457,36 @@ static void test_last_seq_in_txn(void **state) {
     assert_int_equal(a.seen, 4);
 }
 
+/* The msg_id index is appended at its end while ids grow and takes a plain insert for an
+ * id below the newest: every id must be found either way, across many leaves. */
+static void test_msgid_order(void **state) {
+    fx *x = *state;
+    store *s = x->s;
+    uint64_t seq = 0;
+    for (int64_t id = 1000; id < 4000; id++) /* growing: several full leaves */
+        assert_int_equal(append(s, CHANNEL_GROUP, "g1", ++seq, id, NULL, NULL), MP_OK);
+    const int64_t late[] = {2500, 999, -5, 3999, 10000, 9000, 10001};
+    for (size_t i = 0; i < sizeof late / sizeof late[0]; i++) /* below the newest, then growing again */
+        assert_int_equal(append(s, CHANNEL_GROUP, "g2", i + 1, late[i], NULL, NULL), MP_OK);
+
+    store_rtxn *r = rbegin(s);
+    msg_fields m;
+    for (int64_t id = 1000; id < 4000; id++) {
+        if (id == 2500 || id == 3999) continue; /* given again to g2: the later one wins */
+        assert_int_equal(store_get_message_by_id(r, id, &m), MP_OK);
+        assert_int_equal(m.message_id, id);
+        assert_int_equal(m.seq, (uint64_t)(id - 999));
+        assert_true(mp_str_eq_c(m.channel_id, "g1"));
+    }
+    for (size_t i = 0; i < sizeof late / sizeof late[0]; i++) {
+        assert_int_equal(store_get_message_by_id(r, late[i], &m), MP_OK);
+        assert_int_equal(m.seq, i + 1);
+        assert_true(mp_str_eq_c(m.channel_id, "g2"));
+    }
+    assert_int_equal(store_get_message_by_id(r, 4000, &m), MP_ENOTFOUND);
+    store_rtxn_end(r);
+}
+
 static void test_lookups(void **state) {
     fx *x = *state;
     store *s = x->s;
@@ -1294,6 +1324,7 @@ int main(void) {
         T(test_seq_contiguity),
         T(test_last_seq_in_txn),
         T(test_lookups),
+        T(test_msgid_order),
         T(test_key_limits),
         T(test_channel_info),
         T(test_sets),
