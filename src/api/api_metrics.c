@@ -20,6 +20,7 @@
 #include "../proto/packet.h"
 #include "../store/store.h"
 #include "api_routes.h"
+#include "http_server.h"
 
 #define CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"
 
@@ -124,6 +125,21 @@ static void write_connections(mp_buf *o, const scrape *s) {
     mt_sample(o, "magpie_pending_recvs", "", s->cs.pending_recvs);
 }
 
+/* Connections closed at accept by a limit, and the HTTP listeners' connections (the HTTP
+ * server runs on this thread, so it is read directly). */
+static void write_refusals(mp_buf *o, const scrape *s) {
+    api_conn_stats hs;
+    api_conn_stats_get(&hs);
+    mt_family(o, "magpie_connections_refused_total", "counter",
+              "Connections closed at accept, by the limit they were over: maxConnections and connRateLimit "
+              "(binary protocol listeners), httpMaxConnections (HTTP listeners).");
+    labelled(o, "magpie_connections_refused_total", "limit", "maxConnections", s->cs.refused_max);
+    labelled(o, "magpie_connections_refused_total", "limit", "connRateLimit", s->cs.refused_rate);
+    labelled(o, "magpie_connections_refused_total", "limit", "httpMaxConnections", hs.refused);
+    mt_family(o, "magpie_http_connections", "gauge", "Open HTTP connections: API, HTTPS, manager and demo listeners together.");
+    mt_sample(o, "magpie_http_connections", "", hs.open);
+}
+
 static void write_traffic(mp_buf *o, const scrape *s) {
     packet_family(o, "magpie_packets_received_total", "Protocol packets received from clients, by type.", s->sum.pkt_in);
     packet_family(o, "magpie_packets_sent_total", "Protocol packets written to clients, by type.", s->sum.pkt_out);
@@ -214,6 +230,7 @@ static void scrape_reply(scrape *s) {
     mp_buf o = MP_BUF_INIT;
     mp_buf_reserve(&o, 16384);
     write_connections(&o, s);
+    write_refusals(&o, s);
     write_traffic(&o, s);
     write_store(&o);
     write_process(&o);

@@ -5,6 +5,9 @@
  * Three sites share one h2o context, each with its own listener and host: the API
  * (httpAddr, httpsAddr), the manager/monitor server (manager.addr: /metrics, /web/, login,
  * and the API's routes behind a JWT or the manager token) and the chat demo (demo.addr).
+ * Their connections count together against httpMaxConnections (so HTTP clients cannot take
+ * the file descriptors the binary-protocol listeners and the store need); one past it is
+ * closed at accept.
  *
  * Why h2o is driven by hand here: h2o 2.2.5 owns each connection, but has no graceful
  * shutdown for HTTP/1 and its h2o_context_dispose() runs a nested uv_run(), which must not
@@ -34,6 +37,7 @@
 #define API_HEADER_LIMIT (16 * 1024)
 #define API_BACKLOG 511
 #define API_STOP_GRACE_MS 2000 /* how long api_stop waits for answers in flight */
+#define API_REFUSE_LOG_MS 1000 /* connections refused at accept are logged at most this often */
 
 typedef struct api_conn {
     uv_tcp_t tcp; /* first member: h2o's close callback hands us the handle */
@@ -169,8 +173,10 @@ static struct {
     int config_live;   /* config initialized, not yet disposed */
     int ctx_live;      /* context initialized, not yet released */
     int stopping;
-    api_conn *conns;   /* open connections */
+    api_conn *conns;   /* open connections, every listener: httpMaxConnections bounds them */
     size_t nconns;
+    /* connections closed at accept over httpMaxConnections, logged in aggregate */
+    uint64_t refused, refused_unlogged, refused_log_ms;
     api_req *pending;  /* requests handed to a handler and not answered yet */
 } g;
 
@@ -748,6 +754,30 @@ static void conn_stop(api_conn *c) {
     if (uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0) shutdown(fd, SHUT_RD);
 }
 
+/* The peer's address as text ("?" if unknown), for the refusal log line. */
+static void peer_ip(uv_tcp_t *tcp, char *out, size_t cap) {
+    struct sockaddr_storage ss;
+    int len = sizeof ss;
+    if (uv_tcp_getpeername(tcp, (struct sockaddr *)&ss, &len) != 0 || uv_ip_name((struct sockaddr *)&ss, out, cap) != 0)
+        snprintf(out, cap, "?");
+}
+
+/* Count a connection refused at accept; log the refusals of the last second once (as
+ * net/conn.c does for the binary-protocol listeners). */
+static void note_refused(uv_tcp_t *tcp) {
+    g.refused++;
+    g.refused_unlogged++;
+    uint64_t now = uv_now(g.loop);
+    if (g.refused_log_ms && now - g.refused_log_ms < API_REFUSE_LOG_MS) return;
+    char ip[64];
+    peer_ip(tcp, ip, sizeof ip);
+    LOG_WARN("api", "refused HTTP connections at accept count=%llu last_ip=%s limit=httpMaxConnections total=%llu "
+             "httpMaxConnections=%u",
+             (unsigned long long)g.refused_unlogged, ip, (unsigned long long)g.refused, g.cfg->http_max_connections);
+    g.refused_unlogged = 0;
+    g.refused_log_ms = now;
+}
+
 static void on_accept(uv_stream_t *server, int status) {
     if (status < 0) {
         LOG_DEBUG("api", "accept failed: %s", uv_strerror(status));
@@ -756,6 +786,14 @@ static void on_accept(uv_stream_t *server, int status) {
     api_conn *c = mp_calloc(1, sizeof *c);
     uv_tcp_init(server->loop, &c->tcp);
     if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0) {
+        uv_close((uv_handle_t *)&c->tcp, on_unaccepted_closed);
+        return;
+    }
+    /* Over the cap: accept and close at once, so the backlog keeps draining instead of
+     * filling with connections nobody will serve. A closed connection frees its slot in
+     * on_conn_closed. */
+    if (g.nconns >= g.cfg->http_max_connections) {
+        note_refused(&c->tcp);
         uv_close((uv_handle_t *)&c->tcp, on_unaccepted_closed);
         return;
     }
@@ -882,6 +920,11 @@ int api_start(uv_loop_t *loop, const mp_config *cfg) {
     g.config.server_name = h2o_iovec_init(H2O_STRLIT("magpie"));
     g.config.max_request_entity_size = cfg->http_body_limit;
     g.config.http1.upgrade_to_http2 = 0;
+    /* h2o 2.2.5's HTTP/1 request timeout is a deadline, not an inactivity timer: it starts at
+     * accept and after each answer and stops once the request's body is read, so it closes
+     * idle keep-alive connections and clients trickling a request alike. */
+    g.config.http1.req_timeout = cfg->http_request_timeout_ms;
+    g.config.handshake_timeout = cfg->http_request_timeout_ms;
     register_site(SITE_API, "api");
     register_site(SITE_MANAGER, "manager");
     register_site(SITE_DEMO, "demo");
@@ -908,6 +951,11 @@ void api_tls_reload(void) {
     SSL_CTX *old = a->ssl_ctx;
     a->ssl_ctx = tls_ctx_acquire(); /* h2o's sessions hold their own references */
     SSL_CTX_free(old);
+}
+
+void api_conn_stats_get(api_conn_stats *out) {
+    out->open = g.nconns;
+    out->refused = g.refused;
 }
 
 void api_stop(void) {

@@ -20,6 +20,13 @@ int api_start(uv_loop_t *loop, const mp_config *cfg);
  * handles, so the loop then drains. Safe to call twice, or without a successful
  * api_start. */
 void api_stop(void);
+/* The HTTP listeners' connections (API, HTTPS, manager, demo together). */
+typedef struct api_conn_stats {
+    uint64_t open;    /* open now; httpMaxConnections bounds them */
+    uint64_t refused; /* closed at accept over httpMaxConnections, since start */
+} api_conn_stats;
+/* Same thread rule as api_start. */
+void api_conn_stats_get(api_conn_stats *out);
 /* httpsAddr: take the TLS context net/tls.c holds now (after a SIGHUP reload). */
 void api_tls_reload(void);
 

@@ -165,11 +165,21 @@ static const opt options[] = {
     {"maxPacketSize", OPT_SIZE32, F(max_packet_size), "1MiB", 16, 1048576, NULL,
      "Largest accepted binary-protocol packet (remaining length); checked as soon as the header is read."},
     {"maxConnections", OPT_U32, F(max_connections), "1000000", 1, UINT32_MAX, NULL,
-     "Connections accepted across all listeners; further ones are closed at accept."},
+     "Connections accepted across the binary-protocol listeners (addr, wsAddr, tlsAddr, wssAddr); "
+     "further ones are closed at accept. The HTTP listeners have httpMaxConnections."},
     {"outBufferLimit", OPT_SIZE64, F(out_buffer_limit), "8MiB", KIB, 1ull << 40, NULL,
      "Unsent bytes queued for one connection before it is closed as a slow consumer."},
     {"httpBodyLimit", OPT_SIZE32, F(http_body_limit), "8MiB", KIB, UINT32_MAX, NULL,
      "Largest accepted HTTP request body."},
+    {"httpMaxConnections", OPT_U32, F(http_max_connections), "10000", 1, UINT32_MAX, NULL,
+     "Open connections accepted across the HTTP listeners (httpAddr, httpsAddr, manager.addr, "
+     "demo.addr) together; further ones are closed at accept. Keep it well below the open-file "
+     "limit (ulimit -n), so HTTP clients cannot take the descriptors the other listeners and the "
+     "store need."},
+    {"httpRequestTimeout", OPT_DURATION, F(http_request_timeout_ms), "10s", 100, HOUR, NULL,
+     "Close an HTTP connection that has not sent a complete request (headers and body) within "
+     "this long of being accepted or of its previous answer: idle keep-alive connections and "
+     "slow (slowloris) clients. An HTTPS connection's TLS handshake has the same limit."},
     {"connRateLimit", OPT_U32, F(conn_rate_limit), "200", 0, 1000000, NULL,
      "New connections per second accepted from one source IP (token bucket of connRateBurst); "
      "further ones are closed at accept. 0 = no limit. Loopback sources are exempt unless "

@@ -60,6 +60,8 @@ typedef struct mp_config {
     uint32_t max_connections;    /* maxConnections default 1000000 */
     uint64_t out_buffer_limit;   /* outBufferLimit default 8MiB per connection */
     uint32_t http_body_limit;    /* httpBodyLimit default 8MiB */
+    uint32_t http_max_connections; /* httpMaxConnections default 10000, every HTTP listener together */
+    uint32_t http_request_timeout_ms; /* httpRequestTimeout default 10s */
     uint32_t sched_latency_slice_us; /* sched.latencySlice default 100 (us; 0 = off) */
     uint32_t queue_capacity;     /* queueCapacity default 65536 messages per worker inbox */
     uint32_t conn_rate_limit;    /* connRateLimit default 200 new connections/s per source IP; 0 = off */

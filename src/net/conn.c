@@ -960,6 +960,8 @@ static void stats_collect(worker *w, gather *g) {
     s->in_packet_bytes = m->closed_in_packet_bytes;
     s->out_packet_bytes = m->closed_out_packet_bytes;
     s->slow_clients = m->slow_clients;
+    s->refused_max = m->refused_max;
+    s->refused_rate = m->refused_rate;
     idmap_foreach(m->by_id, stats_one, s);
 }
 
@@ -973,6 +975,8 @@ static void stats_finish(gather *g) {
         sum.in_packet_bytes += p->in_packet_bytes;
         sum.out_packet_bytes += p->out_packet_bytes;
         sum.slow_clients += p->slow_clients;
+        sum.refused_max += p->refused_max;
+        sum.refused_rate += p->refused_rate;
         sum.pending_recvs += p->pending_recvs;
     }
     sum.conns = conn_total();

@@ -150,6 +150,7 @@ typedef struct conn_stats {
     uint64_t in_msgs, out_msgs;                 /* since start, closed connections included */
     uint64_t in_packet_bytes, out_packet_bytes; /* likewise */
     uint64_t slow_clients;  /* connections closed for exceeding outBufferLimit, since start */
+    uint64_t refused_max, refused_rate; /* closed at accept over maxConnections / connRateLimit, since start */
     uint64_t pending_recvs; /* RECVs waiting for a RECVACK now */
 } conn_stats;
 typedef void (*conn_stats_fn)(void *ctx, const conn_stats *s);

@@ -12,6 +12,7 @@ import net from 'node:net';
 import { MagpieServer, MAGPIE_BIN } from './lib/server.mjs';
 import { uid, personFakeId } from './lib/harness.mjs';
 import { WkClient, PT, REASON, encodeVarint, encodeConnect, x25519KeyPair, sleep } from './lib/wkproto.mjs';
+import { parseExposition, sampleValue } from './lib/prom.mjs';
 
 const SANITIZED = fs.readFileSync(MAGPIE_BIN).includes('__asan_init');
 let serial = 0;
@@ -88,6 +89,60 @@ async function burst(port, n, ms) {
   return { opened: n - closed, closed };
 }
 
+/**
+ * A raw HTTP/1.1 keep-alive connection (fetch would pool and reuse connections behind our back).
+ * c.request(path) writes one GET and resolves with {status, body}, or with null when the server
+ * closes the connection without answering. c.closedAt: when the server (or c.close) closed it.
+ */
+async function httpConn(s, port) {
+  const sock = net.connect({ host: '127.0.0.1', port });
+  const c = { closedAt: null, received: 0 };
+  let buf = Buffer.alloc(0);
+  let wake = () => {};
+  sock.on('error', () => {});                   // a reset shows as 'close', which is what we test
+  sock.on('data', (d) => { buf = Buffer.concat([buf, d]); c.received += d.length; wake(); });
+  sock.on('close', () => { c.closedAt = Date.now(); wake(); });
+  await new Promise((resolve) => { sock.once('connect', resolve); sock.once('close', resolve); });
+  c.openedAt = Date.now();
+  const answer = () => {
+    const end = buf.indexOf('\r\n\r\n');
+    if (end < 0) return null;
+    const head = buf.subarray(0, end).toString();
+    const len = Number(/\r\ncontent-length: *(\d+)/i.exec(head)?.[1] ?? 0);
+    if (buf.length < end + 4 + len) return null;
+    const body = buf.subarray(end + 4, end + 4 + len).toString();
+    buf = buf.subarray(end + 4 + len);
+    return { status: Number(head.split(' ')[1]), body };
+  };
+  c.request = async (urlPath, { timeoutMs = 5000, close = false } = {}) => {
+    if (c.closedAt === null) sock.write(`GET ${urlPath} HTTP/1.1\r\nHost: 127.0.0.1\r\n${close ? 'Connection: close\r\n' : ''}\r\n`);
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const a = answer();
+      if (a) return a;
+      if (c.closedAt !== null) return null;
+      assert.ok(Date.now() < deadline, `an answer to GET ${urlPath} or a close within ${timeoutMs} ms`);
+      await new Promise((r) => { wake = r; setTimeout(r, 50); });
+    }
+  };
+  c.waitClosed = async (ms) => {
+    for (const end = Date.now() + ms; c.closedAt === null && Date.now() < end;) await new Promise((r) => { wake = r; setTimeout(r, 50); });
+    return c.closedAt !== null;
+  };
+  c.write = (bytes) => { if (c.closedAt === null) sock.write(bytes); };
+  c.close = () => sock.destroy();
+  return s.track(c);
+}
+
+/** GET /metrics on the manager port over a connection of its own, closed afterwards. */
+async function scrape(s) {
+  const c = await httpConn(s, s.srv.managerPort);
+  const r = await c.request('/metrics', { close: true });
+  assert.equal(r?.status, 200, 'a /metrics answer');
+  assert.equal(await c.waitClosed(2000), true, 'Connection: close is honoured');
+  return parseExposition(r.body);
+}
+
 async function history(srv, loginUid, channelId, channelType) {
   const r = await srv.post('/channel/messagesync', { login_uid: loginUid, channel_id: channelId, channel_type: channelType, start_message_seq: 0, end_message_seq: 0, limit: 1000, pull_mode: 1 });
   assert.equal(r.status, 200, r.text);
@@ -136,6 +191,8 @@ limitTest('maxConnections: the connection past the limit is closed at accept; a 
   await again.ping();
   const hr = await s.srv.get('/health');            // the HTTP API is not counted
   assert.equal(hr.status, 200);
+  const fam = await scrape(s);
+  assert.ok(sampleValue(fam, 'magpie_connections_refused_total', { limit: 'maxConnections' }) >= 1, 'the refusal is counted');
 });
 
 // ---------------------------------------------------------------- connRateLimit
@@ -154,6 +211,8 @@ limitTest('connRateLimit: a burst beyond the per-IP limit is closed at accept, l
     const log = s.srv.log.split('\n').filter((l) => l.includes('connRateLimit=5') && l.includes('refused'));
     s.note(`${log.length} refusal log line(s)`);
     assert.ok(log.length >= 1 && log.length <= 3, `refusals are logged in aggregate, not per connection (${log.length} lines)`);
+    const fam = await scrape(s);
+    assert.ok(sampleValue(fam, 'magpie_connections_refused_total', { limit: 'connRateLimit' }) >= r.closed, 'refusals are counted');
   });
 
 limitTest('connRateLimit: loopback sources are exempt by default', ['--connRateLimit=2', '--connRateBurst=2'], async (s) => {
@@ -261,6 +320,99 @@ limitTest('httpBodyLimit: a larger body gets 413, the API and clients keep worki
   assert.equal(by.cb.history.filter((p) => p.type === PT.RECV && p.plaintext?.length > 1000).length, 0, 'the 413 message was not sent');
   await s.checkBystanders(by, 'after 413');
 });
+
+// ---------------------------------------------------------------- httpMaxConnections
+
+limitTest('httpMaxConnections: the HTTP connection past the cap is closed unanswered; open ones keep working; a freed slot is reusable',
+  ['--httpMaxConnections=3', '--httpRequestTimeout=60s'], async (s) => {
+    const by = await s.bystanders();
+    // The readiness probes' fetch keeps its connection alive for a few seconds (undici's
+    // keep-alive timeout): wait until a scrape sees only its own connection, twice in a row.
+    for (let i = 0, alone = 0; i < 200 && alone < 2; i++) {
+      alone = sampleValue(await scrape(s), 'magpie_http_connections') === 1 ? alone + 1 : 0;
+      if (alone < 2) await sleep(50);
+    }
+    const kept = [];
+    for (let i = 0; i < 3; i++) {
+      const c = await httpConn(s, s.srv.httpPort);
+      assert.equal((await c.request('/health'))?.status, 200, `keep-alive connection ${i + 1} of 3 is served`);
+      kept.push(c);
+    }
+    let refused = 0;
+    const over = await httpConn(s, s.srv.httpPort);
+    assert.equal(await over.request('/health'), null, 'the 4th connection is closed without an answer');
+    assert.equal(over.received, 0, 'not a byte of answer');
+    refused++;
+    // A burst of 20 more: all closed at accept, and logged in aggregate.
+    const burstConns = await Promise.all(Array.from({ length: 20 }, () => httpConn(s, s.srv.httpPort)));
+    for (const c of burstConns) assert.equal(await c.waitClosed(3000), true, 'a connection past the cap is closed');
+    assert.equal(burstConns.reduce((n, c) => n + c.received, 0), 0, 'no answers past the cap');
+    refused += burstConns.length;
+    await s.checkBystanders(by, 'HTTP at its cap');
+    await s.checkNewClients('HTTP at its cap');
+    for (const [i, c] of kept.entries()) assert.equal((await c.request('/health'))?.status, 200, `connection ${i + 1} still served`);
+    // Closing one frees its slot once the server has seen the close: retry until then.
+    kept[0].close();
+    let again = null;
+    for (let i = 0; i < 40 && !again; i++) {
+      await sleep(50);
+      const c = await httpConn(s, s.srv.httpPort);
+      if ((await c.request('/health'))?.status === 200) again = c;
+      else refused++;
+    }
+    assert.ok(again, 'a new connection is served after one of the three closed');
+    await s.checkBystanders(by, 'HTTP slot freed');
+    again.close();
+    let fam = null;
+    for (let i = 0; i < 40 && !fam; i++) {  // the scrape needs the slot `again` held
+      await sleep(50);
+      const r = await (await httpConn(s, s.srv.managerPort)).request('/metrics', { close: true });
+      if (r) fam = parseExposition(r.body);
+      else refused++;
+    }
+    assert.ok(fam, 'the manager port (under the same cap) answers a scrape');
+    assert.equal(sampleValue(fam, 'magpie_connections_refused_total', { limit: 'httpMaxConnections' }), refused,
+      'every connection closed at accept is counted');
+    assert.equal(sampleValue(fam, 'magpie_http_connections'), 3, 'two kept connections and the scrape');
+    const lines = s.srv.log.split('\n').filter((l) => l.includes('refused HTTP connections') && l.includes('httpMaxConnections=3'));
+    s.note(`${refused} refused, ${lines.length} log line(s)`);
+    assert.ok(lines.length >= 1 && lines.length <= 4, `refusals are logged in aggregate, not per connection (${lines.length} lines)`);
+  });
+
+// ---------------------------------------------------------------- httpRequestTimeout (slowloris)
+
+limitTest('httpRequestTimeout: silent, idle keep-alive and trickling HTTP connections are closed; active ones are served',
+  ['--httpRequestTimeout=1s'], async (s) => {
+    const by = await s.bystanders();
+    const silent = await httpConn(s, s.srv.httpPort);
+    const idle = await httpConn(s, s.srv.httpPort);
+    assert.equal((await idle.request('/health'))?.status, 200);
+    const answeredAt = Date.now();
+    // Request headers written one byte every 100 ms: the deadline counts from accept, not
+    // from the last byte.
+    const trickle = await httpConn(s, s.srv.httpPort);
+    const head = Buffer.from('GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ' + 'x'.repeat(60) + '\r\n\r\n');
+    const dribble = (async () => {
+      for (let i = 0; i < head.length && trickle.closedAt === null; i++) { trickle.write(head.subarray(i, i + 1)); await sleep(100); }
+    })();
+    // A client that keeps asking is served past the timeout: it restarts after each answer.
+    const active = await httpConn(s, s.srv.httpPort);
+    for (let i = 0; i < 5; i++) {
+      assert.equal((await active.request('/health'))?.status, 200, `active request ${i + 1}`);
+      await sleep(400);
+    }
+    await dribble;
+    assert.equal(trickle.received, 0, 'the trickled request got no answer');
+    for (const [name, c, from] of [['silent', silent, silent.openedAt], ['idle keep-alive', idle, answeredAt],
+      ['trickling', trickle, trickle.openedAt]]) {
+      assert.equal(await c.waitClosed(4000), true, `${name} connection closed`);
+      const ms = c.closedAt - from;
+      s.note(`${name}: closed ${ms} ms after accept or its answer`);
+      assert.ok(ms >= 700 && ms < 4000, `${name}: closed after ${ms} ms (timeout 1 s)`);
+    }
+    assert.equal(silent.received, 0, 'nothing sent to the silent connection');
+    await s.checkBystanders(by, 'after HTTP timeouts');
+  });
 
 // ---------------------------------------------------------------- outBufferLimit
 

@@ -42,9 +42,12 @@ h.test('the exposition is valid and names the documented families', async () => 
     'magpie_received_bytes_total', 'magpie_sent_bytes_total', 'magpie_sends_total', 'magpie_deliveries_total',
     'magpie_sendack_latency_seconds', 'magpie_store_commit_seconds', 'magpie_store_batch_ops', 'magpie_queue_depth',
     'magpie_memory_rss_bytes', 'magpie_memory_anon_bytes', 'magpie_datasource_requests_total',
-    'magpie_webhook_events_total', 'magpie_log_lines_total']) {
+    'magpie_webhook_events_total', 'magpie_log_lines_total', 'magpie_connections_refused_total', 'magpie_http_connections']) {
     assert.ok(fam.has(name), `family ${name}`);
   }
+  for (const limit of ['maxConnections', 'connRateLimit', 'httpMaxConnections'])
+    assert.equal(v(fam, 'magpie_connections_refused_total', { limit }), 0, `nothing refused by ${limit}`);
+  assert.ok(v(fam, 'magpie_http_connections') >= 1, 'the scrape itself is an open HTTP connection');
   assert.equal(fam.get('magpie_sendack_latency_seconds').type, 'histogram');
   assert.equal(fam.get('magpie_sends_total').type, 'counter');
   assert.equal(fam.get('magpie_connections').type, 'gauge');

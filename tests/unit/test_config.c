@@ -92,6 +92,8 @@ static void test_defaults(void **state) {
     assert_int_equal(c.max_connections, 1000000);
     assert_true(c.out_buffer_limit == 8ull << 20);
     assert_int_equal(c.http_body_limit, 8u << 20);
+    assert_int_equal(c.http_max_connections, 10000);
+    assert_int_equal(c.http_request_timeout_ms, 10000);
     assert_int_equal(c.queue_capacity, 65536);
     assert_int_equal(c.retry_interval_ms, 60000);
     assert_int_equal(c.retry_scan_ms, 5000);
@@ -241,6 +243,8 @@ static void test_validation(void **state) {
         {"datasource.addr", "127.0.0.1:8090/ds"}, {"datasource.addr", "ftp://x/ds"}, {"datasource.onFailure", "allow"},
         {"datasource.onFailure", ""}, {"datasource.timeout", "0"}, {"datasource.maxParked", "0"},
         {"sched.latencySlice", "99"}, {"sched.latencySlice", "100001"}, {"sched.latencySlice", "1ms"},
+        {"httpMaxConnections", "0"}, {"httpMaxConnections", "4294967296"}, {"httpMaxConnections", "-1"},
+        {"httpRequestTimeout", "0"}, {"httpRequestTimeout", "99ms"}, {"httpRequestTimeout", "1h1ms"},
     };
     static const struct { const char *key, *value; } good[] = {
         {"workers", "256"}, {"maxPacketSize", "16"}, {"maxPacketSize", "1MiB"}, {"durability", "interval"},
@@ -250,6 +254,8 @@ static void test_validation(void **state) {
         {"datasource.addr", "http://127.0.0.1:8090/ds"}, {"datasource.addr", "https://biz.example.com/im"},
         {"datasource.addr", ""}, {"datasource.onFailure", "stored"}, {"datasource.cacheTTL", "0"},
         {"sched.latencySlice", "0"}, {"sched.latencySlice", "100000"}, {"sched.latencySlice", "250"},
+        {"httpMaxConnections", "4294967295"}, {"httpMaxConnections", "1"},
+        {"httpRequestTimeout", "1h"}, {"httpRequestTimeout", "100ms"},
     };
     mp_config c;
     char err[256];
@@ -262,6 +268,8 @@ static void test_validation(void **state) {
     /* nothing changed */
     assert_int_equal(c.workers, 0);
     assert_int_equal(c.sched_latency_slice_us, 100);
+    assert_int_equal(c.http_max_connections, 10000);
+    assert_int_equal(c.http_request_timeout_ms, 10000);
     assert_string_equal(c.durability, "fsync");
     assert_string_equal(c.addr, "0.0.0.0:5100");
     for (size_t i = 0; i < MP_ARRAY_LEN(good); i++)
@@ -269,6 +277,8 @@ static void test_validation(void **state) {
     assert_string_equal(c.durability, "interval");
     assert_string_equal(c.manager_token, "s3cret");
     assert_int_equal(c.sched_latency_slice_us, 250);
+    assert_int_equal(c.http_max_connections, 1);
+    assert_int_equal(c.http_request_timeout_ms, 100);
     assert_string_equal(c.addr, "tcp://127.0.0.1:6100");
     config_free(&c);
 }
@@ -438,6 +448,8 @@ static void test_env_names_and_override(void **state) {
     setenv("MAGPIE_WHITELIST_OFF_OF_PERSON", "off", 1);
     setenv("MAGPIE_MESSAGE_RETRY_MAX_COUNT", "50", 1);
     setenv("MAGPIE_NODE_ID", "7", 1);
+    setenv("MAGPIE_HTTP_MAX_CONNECTIONS", "3", 1);
+    setenv("MAGPIE_HTTP_REQUEST_TIMEOUT", "1s", 1);
     setenv("MAGPIE_SPEC_DIR", "/not/an/option", 1); /* unrelated MAGPIE_ variables are ignored */
     mp_config c;
     char err[256] = "";
@@ -454,6 +466,8 @@ static void test_env_names_and_override(void **state) {
     assert_int_equal(c.whitelist_off_of_person, 0);
     assert_int_equal(c.retry_max_count, 50);
     assert_int_equal(c.node_id, 7);
+    assert_int_equal(c.http_max_connections, 3);
+    assert_int_equal(c.http_request_timeout_ms, 1000);
     config_free(&c);
 
     /* flags beat env */
