@@ -176,7 +176,8 @@ static struct {
     api_conn *conns;   /* open connections, every listener: httpMaxConnections bounds them */
     size_t nconns;
     /* connections closed at accept over httpMaxConnections, logged in aggregate */
-    uint64_t refused, refused_unlogged, refused_log_ms;
+    uint64_t refused;
+    mp_log_every refused_log;
     api_req *pending;  /* requests handed to a handler and not answered yet */
 } g;
 
@@ -762,20 +763,16 @@ static void peer_ip(uv_tcp_t *tcp, char *out, size_t cap) {
         snprintf(out, cap, "?");
 }
 
-/* Count a connection refused at accept; log the refusals of the last second once (as
- * net/conn.c does for the binary-protocol listeners). */
+/* Count a connection refused at accept; log the refusals of the last second once. */
 static void note_refused(uv_tcp_t *tcp) {
     g.refused++;
-    g.refused_unlogged++;
-    uint64_t now = uv_now(g.loop);
-    if (g.refused_log_ms && now - g.refused_log_ms < API_REFUSE_LOG_MS) return;
+    uint64_t n = mp_log_every_due(&g.refused_log, uv_now(g.loop), API_REFUSE_LOG_MS);
+    if (!n) return;
     char ip[64];
     peer_ip(tcp, ip, sizeof ip);
     LOG_WARN("api", "refused HTTP connections at accept count=%llu last_ip=%s limit=httpMaxConnections total=%llu "
              "httpMaxConnections=%u",
-             (unsigned long long)g.refused_unlogged, ip, (unsigned long long)g.refused, g.cfg->http_max_connections);
-    g.refused_unlogged = 0;
-    g.refused_log_ms = now;
+             (unsigned long long)n, ip, (unsigned long long)g.refused, g.cfg->http_max_connections);
 }
 
 static void on_accept(uv_stream_t *server, int status) {

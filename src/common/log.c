@@ -112,3 +112,12 @@ void mp_log_recent(mp_log_line_fn fn, void *ctx) {
 void mp_log_counts(uint64_t out[5]) {
     for (int i = 0; i < 5; i++) out[i] = atomic_load_explicit(&g_counts[i], memory_order_relaxed);
 }
+
+uint64_t mp_log_every_due(mp_log_every *e, uint64_t now_ms, uint64_t period_ms) {
+    e->unlogged++;
+    if (e->last_ms && now_ms - e->last_ms < period_ms) return 0;
+    uint64_t n = e->unlogged;
+    e->unlogged = 0;
+    e->last_ms = now_ms;
+    return n;
+}

@@ -27,6 +27,14 @@ void mp_log_recent(mp_log_line_fn fn, void *ctx);
 /* Lines written since start, by level (index MP_LOG_DEBUG..MP_LOG_ERROR; 0 unused). */
 void mp_log_counts(uint64_t out[5]);
 
+/* A frequent event logged in aggregate, at most once a period: mp_log_every_due counts one
+ * event and returns how many to report in a line now (those since the last line, this one
+ * included), or 0 while the period since the last line lasts. One owner thread per value. */
+typedef struct mp_log_every {
+    uint64_t unlogged, last_ms;
+} mp_log_every;
+uint64_t mp_log_every_due(mp_log_every *e, uint64_t now_ms, uint64_t period_ms);
+
 #define LOG_DEBUG(comp, ...) do { if (mp_log_level() <= MP_LOG_DEBUG) mp_log(MP_LOG_DEBUG, comp, __VA_ARGS__); } while (0)
 #define LOG_INFO(comp, ...) mp_log(MP_LOG_INFO, comp, __VA_ARGS__)
 #define LOG_WARN(comp, ...) mp_log(MP_LOG_WARN, comp, __VA_ARGS__)

@@ -43,8 +43,7 @@ struct conn_mgr {
     uint64_t slow_clients;
     /* connections refused at accept (connRateLimit, maxConnections), logged in aggregate */
     uint64_t refused_rate, refused_max;
-    uint64_t refused_unlogged, refused_log_ms;
-    char refused_last_ip[64];
+    mp_log_every refused_log;
 };
 
 static const mp_config *g_cfg;
@@ -441,17 +440,13 @@ static int rate_allows(const conn *c, const uint8_t *addr, size_t alen) {
 static void note_refused(struct conn_mgr *m, const conn *c, int over_rate) {
     if (over_rate) m->refused_rate++;
     else m->refused_max++;
-    m->refused_unlogged++;
-    memcpy(m->refused_last_ip, c->ip, sizeof m->refused_last_ip);
-    uint64_t now = uv_now(c->tcp.loop);
-    if (m->refused_log_ms && now - m->refused_log_ms < REFUSE_LOG_MS) return;
+    uint64_t n = mp_log_every_due(&m->refused_log, uv_now(c->tcp.loop), REFUSE_LOG_MS);
+    if (!n) return;
     LOG_WARN("net", "refused connections at accept count=%llu last_ip=%s limit=%s over_rate_total=%llu "
              "connRateLimit=%u over_max_total=%llu maxConnections=%u",
-             (unsigned long long)m->refused_unlogged, c->ip[0] ? c->ip : "?",
+             (unsigned long long)n, c->ip[0] ? c->ip : "?",
              over_rate ? "connRateLimit" : "maxConnections", (unsigned long long)m->refused_rate,
              g_cfg->conn_rate_limit, (unsigned long long)m->refused_max, g_cfg->max_connections);
-    m->refused_unlogged = 0;
-    m->refused_log_ms = now;
 }
 
 static void on_accept(uv_stream_t *server, int status) {
