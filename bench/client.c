@@ -673,6 +673,7 @@ static void on_wake(uv_async_t *a) {
     int ph = phase_of(th);
     if (ph == th->seen_phase) return;
     th->seen_phase = ph;
+    atomic_store(&th->phase_seen, ph);
     if (ph == PH_RUN) {
         for (uint32_t i = 0; i < th->n; i++) fill_window(th->conns[i]);
     } else if (ph == PH_QUIT) {

@@ -274,6 +274,12 @@ static uint64_t sum_atomic(bench_ctx *ctx, size_t field_off) {
 }
 #define SUM(ctx, field) sum_atomic((ctx), offsetof(bthread, field))
 
+static int all_threads_saw(bench_ctx *ctx, int phase) {
+    for (uint32_t t = 0; t < ctx->o.threads; t++)
+        if (atomic_load(&ctx->threads[t].phase_seen) < phase) return 0;
+    return 1;
+}
+
 static double secs(uint64_t ns) { return (double)ns / 1e9; }
 
 static uint64_t self_cpu_ns(void) {
@@ -479,7 +485,9 @@ int main(int argc, char **argv) {
         client_threads_wake(&ctx);
         uint64_t drain_end = MP_MIN(t_meas1 + (uint64_t)(o->drain * 1e9), soft_deadline);
         while (bench_mono_ns() < drain_end) {
-            if (SUM(&ctx, a_inflight) == 0 && SUM(&ctx, a_distinct) >= SUM(&ctx, a_expected)) break;
+            /* A thread may be inside send_one when the phase moves: until every thread has
+             * seen PH_DRAIN, an in-flight count of 0 can still grow. */
+            if (all_threads_saw(&ctx, PH_DRAIN) && SUM(&ctx, a_inflight) == 0 && SUM(&ctx, a_distinct) >= SUM(&ctx, a_expected)) break;
             if (SUM(&ctx, a_live) == 0) {
                 if (!stop) stop = SERVER_GONE;
                 break;
