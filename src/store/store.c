@@ -36,6 +36,7 @@
 #include "../common/metrics.h"
 #include "../common/tsched.h"
 #include "msglog.h"
+#include "wbmap.h"
 
 #define COMP "store"
 #define FORMAT_VERSION 1
@@ -142,6 +143,7 @@ struct store {
         st_map_resizes, st_syncs, st_map_size, st_nested_reruns, st_log_records, st_log_switches,
         st_log_replayed, st_barriers;
     mt_hist commit_ns, batch_ops; /* written by the writer thread only (metrics.h) */
+    wbmap *wb;                    /* writer thread: run_flat's write-back rows */
 };
 
 /* One transaction as the accessors see it; lmdb_err keeps the first LMDB failure so the
@@ -150,6 +152,7 @@ typedef struct tx {
     store *s;
     MDB_txn *txn;
     int lmdb_err;
+    wbmap *wb; /* a flat batch's write-back rows (cached_db), else NULL */
 } tx;
 
 struct store_wtxn {
@@ -395,21 +398,58 @@ static int conv_decode(const MDB_val *v, store_conv *c) {
 
 /* ---- shared accessors (read or write transaction) ------------------------------------ */
 
+/* The tables a batch writes back (wbmap.h): every message reads and rewrites its channel's
+ * last seq and, in groups, reads and rewrites its sender's conversation. A batch holds many
+ * messages of few channels and senders, so each row reaches LMDB once per commit. Only
+ * point reads and writes go through the map; prefix_scan writes it back first. */
+static int cached_db(int db) { return db == DB_LASTSEQ || db == DB_CONV; }
+
 static int tx_get(tx *t, int db, kbuf *k, MDB_val *v) {
     MDB_val key = kb_val(k);
-    return tx_err(t, mdb_get(t->txn, t->s->dbi[db], &key, v), db_names[db]);
+    if (!t->wb || !cached_db(db)) return tx_err(t, mdb_get(t->txn, t->s->dbi[db], &key, v), db_names[db]);
+    const wb_entry *e = wbmap_get(t->wb, (uint8_t)db, k->b, k->n);
+    if (e) {
+        *v = (MDB_val){e->vlen, e->val};
+        return e->state == WB_PRESENT || e->state == WB_PUT ? MP_OK : MP_ENOTFOUND;
+    }
+    int rc = tx_err(t, mdb_get(t->txn, t->s->dbi[db], &key, v), db_names[db]);
+    if (rc == MP_OK || rc == MP_ENOTFOUND)
+        wbmap_set(t->wb, (uint8_t)db, k->b, k->n, rc == MP_OK ? WB_PRESENT : WB_ABSENT, v->mv_data, v->mv_size);
+    return rc;
 }
 
 static int tx_put(tx *t, int db, kbuf *k, const void *p, size_t n) {
+    if (t->wb && cached_db(db)) {
+        wbmap_set(t->wb, (uint8_t)db, k->b, k->n, WB_PUT, p, n);
+        return MP_OK;
+    }
     MDB_val key = kb_val(k), val = {n, (void *)(p ? p : "")};
     return tx_err(t, mdb_put(t->txn, t->s->dbi[db], &key, &val, 0), db_names[db]);
 }
 
 /* Delete; absent is fine. */
 static int tx_del(tx *t, int db, kbuf *k) {
+    if (t->wb && cached_db(db)) {
+        wbmap_set(t->wb, (uint8_t)db, k->b, k->n, WB_DEL, NULL, 0);
+        return MP_OK;
+    }
     MDB_val key = kb_val(k);
     int rc = tx_err(t, mdb_del(t->txn, t->s->dbi[db], &key, NULL), db_names[db]);
     return rc == MP_ENOTFOUND ? MP_OK : rc;
+}
+
+static int write_back_row(void *ctx, const wb_entry *e) {
+    tx *t = ctx;
+    MDB_val key = {e->klen, (void *)e->key}, val = {e->vlen, e->val ? (void *)e->val : ""};
+    int rc = e->state == WB_PUT ? mdb_put(t->txn, t->s->dbi[e->tag], &key, &val, 0)
+                                : mdb_del(t->txn, t->s->dbi[e->tag], &key, NULL);
+    return rc == MDB_NOTFOUND && e->state == WB_DEL ? MP_OK : tx_err(t, rc, db_names[e->tag]);
+}
+
+/* Write the batch's dirty rows to LMDB (before a commit or a scan); they stay in the map,
+ * clean. MP_OK, or the first failure (also in t->lmdb_err). */
+static int tx_write_back(tx *t) {
+    return t->wb ? wbmap_flush(t->wb, write_back_row, t) : MP_OK;
 }
 
 static int tx_last_seq(tx *t, kbuf *ck, uint64_t *seq) {
@@ -537,7 +577,9 @@ typedef int (*kv_fn)(void *ctx, const MDB_val *k, const MDB_val *v);
 
 static int prefix_scan(tx *t, int db, const uint8_t *prefix, size_t plen, kv_fn fn, void *ctx) {
     MDB_cursor *c;
-    int rc = mdb_cursor_open(t->txn, t->s->dbi[db], &c);
+    int rc = cached_db(db) ? tx_write_back(t) : MP_OK;
+    if (rc != MP_OK) return rc;
+    rc = mdb_cursor_open(t->txn, t->s->dbi[db], &c);
     if (rc) return tx_err(t, rc, db_names[db]);
     MDB_val k = {plen, (void *)prefix}, v;
     rc = mdb_cursor_get(c, &k, &v, plen ? MDB_SET_RANGE : MDB_FIRST);
@@ -878,7 +920,7 @@ int store_rtxn_begin(store *s, store_rtxn **out) {
             return rc == MDB_READERS_FULL ? MP_EFULL : MP_EIO;
         }
         r = mp_malloc(sizeof *r);
-        r->t = (tx){s, txn, 0};
+        r->t = (tx){s, txn, 0, NULL};
     }
     r->t.lmdb_err = 0;
     *out = r;
@@ -1087,9 +1129,12 @@ enum { TXN_DONE = 0, TXN_MAP_FULL = 1, TXN_NEEDS_NESTED = 2 };
  * touches from its parent, which cost more than the writes themselves. An op that fails
  * may have written part of its changes, so on the first failure (or a full transaction)
  * the batch is aborted and returns TXN_NEEDS_NESTED, to be re-run in nested mode; ops
- * may run more than once anyway (store.h). */
+ * may run more than once anyway (store.h). The hot rows (cached_db) are written back
+ * once, at the end; a failure there, too, sends the batch to nested mode, which writes
+ * straight through. */
 static int run_flat(store *s, MDB_txn *parent, store_op *first) {
-    struct store_wtxn w = {{s, parent, 0}};
+    struct store_wtxn w = {{s, parent, 0, s->wb}};
+    wbmap_clear(s->wb);
     for (store_op *op = first; op; op = op->next) {
         op->status = MP_OK;
         if (!op->fn) continue;
@@ -1097,6 +1142,7 @@ static int run_flat(store *s, MDB_txn *parent, store_op *first) {
         if (w.t.lmdb_err == MDB_MAP_FULL) return TXN_MAP_FULL;
         if (st != MP_OK || w.t.lmdb_err) return TXN_NEEDS_NESTED;
     }
+    if (tx_write_back(&w.t) != MP_OK) return w.t.lmdb_err == MDB_MAP_FULL ? TXN_MAP_FULL : TXN_NEEDS_NESTED;
     return TXN_DONE;
 }
 
@@ -1106,7 +1152,7 @@ static int run_nested(store *s, MDB_txn *parent, store_op *first, store_op **sto
     for (store_op *op = first; op; op = op->next) {
         op->status = MP_OK;
         if (!op->fn) continue;
-        struct store_wtxn w = {{s, NULL, 0}};
+        struct store_wtxn w = {{s, NULL, 0, NULL}};
         int rc = mdb_txn_begin(s->env, parent, 0, &w.t.txn);
         if (rc) {
             LOG_ERROR(COMP, "nested txn: %s", mdb_strerror(rc));
@@ -1585,7 +1631,7 @@ static int replay_one(void *ctx, const uint8_t *rec, size_t len) {
             return MP_EIO;
         }
     }
-    struct store_wtxn w = {{r->s, r->txn, 0}};
+    struct store_wtxn w = {{r->s, r->txn, 0, NULL}};
     int rc = r->fn(&w, rec, len);
     if (w.t.lmdb_err == MDB_MAP_FULL || w.t.lmdb_err == MDB_TXN_FULL) {
         r->map_full = w.t.lmdb_err == MDB_MAP_FULL;
@@ -1654,6 +1700,7 @@ int store_open(const store_options *opt, store **out) {
     s->sync_interval_ms = opt->sync_interval_ms ? opt->sync_interval_ms : DEFAULT_SYNC_MS;
     s->max_batch = opt->max_batch ? opt->max_batch : DEFAULT_BATCH;
     s->apply_interval_ms = opt->apply_interval_ms;
+    s->wb = wbmap_new();
 
     int rc = mdb_env_create(&s->env);
     if (rc == 0) rc = mdb_env_set_maxdbs(s->env, DB_COUNT + 4);
@@ -1695,6 +1742,7 @@ fail_sync:
     sync_destroy(s);
 fail:
     if (s->env) mdb_env_close(s->env);
+    wbmap_free(s->wb);
     free(s);
     return MP_EIO;
 }
@@ -1722,5 +1770,6 @@ void store_close(store *s) {
     mdb_env_close(s->env);
     mlog_close(s->log);
     sync_destroy(s);
+    wbmap_free(s->wb);
     free(s);
 }

@@ -984,6 +984,101 @@ static void test_failing_op_isolated(void **state) {
     assert_string_equal(u.v[0], "kept");
 }
 
+/* Run fns[i](args[i]) as one batch: a gate holds the writer while they queue. */
+static void run_as_one_batch(store *s, int n, store_write_fn *fns, void **args, int *status) {
+    gate g = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0};
+    call cg = {.fn = fn_gate, .arg = &g, .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+    assert_int_equal(store_submit(s, call_fn, call_done, &cg), MP_OK);
+    gate_wait_entered(&g);
+    call c[8];
+    assert_true(n <= 8);
+    for (int i = 0; i < n; i++) {
+        c[i] = (call){.fn = fns[i], .arg = args[i], .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+        assert_int_equal(store_submit(s, call_fn, call_done, &c[i]), MP_OK);
+    }
+    gate_release(&g);
+    call_wait(&cg);
+    for (int i = 0; i < n; i++) {
+        call_wait(&c[i]);
+        status[i] = c[i].status;
+    }
+}
+
+typedef struct conv_step {
+    const char *uid;
+    int read_rc;        /* what reading (uid, g) gave first */
+    uint64_t read_seq;
+    uint64_t put;       /* then: 0 = delete, else put readed_to_seq */
+    int fail;           /* then return MP_EPERM */
+} conv_step;
+
+static int fn_conv_step(store_wtxn *t, void *a) {
+    conv_step *x = a;
+    store_conv c = {0, 0, 0, 1, 2};
+    x->read_rc = store_txn_get_conv(t, mp_str_c(x->uid), CHANNEL_GROUP, MP_STR("g"), &c);
+    x->read_seq = c.readed_to_seq;
+    int rc = x->put ? store_txn_put_conv(t, mp_str_c(x->uid), CHANNEL_GROUP, MP_STR("g"), &(store_conv){0, x->put, 0, 1, 2})
+                    : store_txn_del_conv(t, mp_str_c(x->uid), CHANNEL_GROUP, MP_STR("g"));
+    return rc ? rc : x->fail ? MP_EPERM : MP_OK;
+}
+
+static uint64_t conv_seq(store *s, const char *uid) {
+    store_rtxn *r = rbegin(s);
+    store_conv c;
+    int rc = store_get_conv(r, mp_str_c(uid), CHANNEL_GROUP, MP_STR("g"), &c);
+    store_rtxn_end(r);
+    return rc == MP_OK ? c.readed_to_seq : 0;
+}
+
+/* A batch keeps the last seqs and conversations it writes in memory and writes each row
+ * once before its commit: later ops of the batch read what earlier ones wrote or deleted,
+ * the commit has the final rows, and an op that fails takes its writes with it. */
+static void test_batch_reads_its_own_rows(void **state) {
+    fx *x = *state;
+    store *s = x->s;
+    assert_int_equal(put_conv(s, "b", CHANNEL_GROUP, "g", 3), MP_OK);
+    store_stats before;
+    store_get_stats(s, &before);
+
+    msg_fields m1 = mkmsg(CHANNEL_GROUP, "g", 1, 21, "w1", NULL), m2 = mkmsg(CHANNEL_GROUP, "g", 2, 22, "w2", NULL);
+    lastseq_arg mid = {99, -1};
+    conv_step a1 = {"a", -1, 0, 5, 0}, b1 = {"b", -1, 0, 0, 0}, a2 = {"a", -1, 0, 9, 0}, b2 = {"b", -1, 0, 4, 0};
+    store_write_fn fns[7] = {fn_append, fn_conv_step, fn_conv_step, fn_read_last, fn_append, fn_conv_step, fn_conv_step};
+    void *args[7] = {&m1, &a1, &b1, &mid, &m2, &a2, &b2};
+    int st[7];
+    run_as_one_batch(s, 7, fns, args, st);
+    for (int i = 0; i < 7; i++) assert_int_equal(st[i], MP_OK);
+    assert_int_equal(a1.read_rc, MP_ENOTFOUND);
+    assert_int_equal(b1.read_rc, MP_OK); /* from LMDB, before it was deleted here */
+    assert_int_equal(b1.read_seq, 3);
+    assert_int_equal(mid.seen, 1);       /* m1's seq, not yet committed */
+    assert_int_equal(a2.read_rc, MP_OK); /* a1's put */
+    assert_int_equal(a2.read_seq, 5);
+    assert_int_equal(b2.read_rc, MP_ENOTFOUND); /* b1's delete */
+    assert_int_equal(conv_seq(s, "a"), 9);
+    assert_int_equal(conv_seq(s, "b"), 4);
+    assert_int_equal(last_seq(s, CHANNEL_GROUP, "g"), 2);
+
+    /* a failing op's rows never reach LMDB; the others' do */
+    msg_fields m3 = mkmsg(CHANNEL_GROUP, "g", 3, 23, "w3", NULL), m4 = mkmsg(CHANNEL_GROUP, "g", 4, 24, "w4", NULL);
+    conv_step c1 = {"c", -1, 0, 7, 1}, a3 = {"a", -1, 0, 0, 0}, c2 = {"c", -1, 0, 8, 0};
+    store_write_fn fns2[5] = {fn_append, fn_conv_step, fn_conv_step, fn_append, fn_conv_step};
+    void *args2[5] = {&m3, &c1, &a3, &m4, &c2};
+    run_as_one_batch(s, 5, fns2, args2, st);
+    assert_int_equal(st[0], MP_OK);
+    assert_int_equal(st[1], MP_EPERM);
+    assert_int_equal(st[2], MP_OK);
+    assert_int_equal(st[3], MP_OK);
+    assert_int_equal(st[4], MP_OK);
+    assert_int_equal(c2.read_rc, MP_ENOTFOUND); /* c1 failed: its put is gone */
+    assert_int_equal(conv_seq(s, "a"), 0);
+    assert_int_equal(conv_seq(s, "c"), 8);
+    assert_int_equal(last_seq(s, CHANNEL_GROUP, "g"), 4);
+    store_stats after;
+    store_get_stats(s, &after);
+    assert_int_equal(after.nested_reruns - before.nested_reruns, 1); /* only the second batch */
+}
+
 /* done runs after the commit: a brand-new read txn opened inside done sees the data. */
 typedef struct visible {
     store *s;
@@ -1335,6 +1430,7 @@ int main(void) {
         T(test_sysuids),
         T(test_scan_channels),
         T(test_failing_op_isolated),
+        T(test_batch_reads_its_own_rows),
         T(test_done_after_commit),
         T(test_concurrent_submitters),
         T(test_close_drains),
