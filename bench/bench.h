@@ -34,6 +34,7 @@ typedef struct bench_opts {
     int server_pid; /* 0 = none, -1 = auto */
     char prefix[24];
     const char *ack_log;   /* --ack-log FILE: one line per successful SENDACK, or NULL */
+    int sequential_cmn;    /* --cmn seq: client_msg_no without the random-looking head */
 } bench_opts;
 
 /* Run phases, advanced by the main thread only. */

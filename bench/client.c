@@ -188,8 +188,19 @@ static void on_flush(uv_prepare_t *p) {
 /* ---- sending -------------------------------------------------------------------------- */
 
 /* The client_msg_no of a sender's SEND: "<prefix>-<connection index>-<clientSeq>". */
+/* Real clients make client_msg_no random (the JS SDK: a UUID v4 in hex, then "3"), so a
+ * channel's numbers reach the server's index in no order; a hex hash of (connection, seq)
+ * in front does the same here. The rest names the message for --ack-log and the checks.
+ * --cmn seq leaves the hash out: numbers of one sender then sort nearly in sending order,
+ * which is far cheaper for the server's client_msg_no index (docs/performance.md). */
 static int client_msg_no(const bconn *c, uint32_t seq, char out[96]) {
-    return snprintf(out, 96, "%s-%" PRIu32 "-%" PRIu32, c->th->ctx->o.prefix, c->idx, seq);
+    const char *prefix = c->th->ctx->o.prefix;
+    if (c->th->ctx->o.sequential_cmn) return snprintf(out, 96, "%s-%" PRIu32 "-%" PRIu32, prefix, c->idx, seq);
+    uint64_t h = ((uint64_t)c->idx << 32 | seq) + 0x9e3779b97f4a7c15ull; /* splitmix64 */
+    h = (h ^ (h >> 30)) * 0xbf58476d1ce4e5b9ull;
+    h = (h ^ (h >> 27)) * 0x94d049bb133111ebull;
+    h ^= h >> 31;
+    return snprintf(out, 96, "%016" PRIx64 "-%s-%" PRIu32 "-%" PRIu32, h, prefix, c->idx, seq);
 }
 
 static void send_one(bconn *c) {

@@ -57,7 +57,9 @@ static void usage(FILE *f) {
           "  --server-pid PID|auto  report the server's RSS and CPU (auto: the one listening on --addr's port)\n"
           "  --json              print one JSON line instead of the text report\n"
           "  --ack-log FILE      append \"channel_id channel_type client_msg_no message_id message_seq from_uid\"\n"
-          "                      for every successful SENDACK (written every loop turn)\n",
+          "                      for every successful SENDACK (written every loop turn)\n"
+          "  --cmn random|seq    client_msg_no: random-looking like real SDKs (default: a 16-hex hash\n"
+          "                      first, then prefix-conn-seq), or seq: prefix-conn-seq alone\n",
           f);
 }
 
@@ -100,7 +102,7 @@ static void random_prefix(char *out) {
 static int parse_opts(int argc, char **argv, bench_opts *o) {
     enum { O_ADDR = 256, O_API, O_WORKLOAD, O_DURATION, O_WARMUP, O_DRAIN, O_GROUPS, O_MEMBERS, O_ONLINE, O_PAIRS,
            O_WINDOW, O_THREADS, O_SOURCES, O_PAYLOAD, O_TOKEN, O_PREFIX, O_PID, O_JSON, O_HELP, O_CONNS, O_PING,
-           O_RATE, O_GSIZE, O_VERIFY, O_ACKLOG };
+           O_RATE, O_GSIZE, O_VERIFY, O_ACKLOG, O_CMN };
     static const struct option longs[] = {
         {"addr", required_argument, 0, O_ADDR},       {"api", required_argument, 0, O_API},
         {"workload", required_argument, 0, O_WORKLOAD}, {"duration", required_argument, 0, O_DURATION},
@@ -114,7 +116,7 @@ static int parse_opts(int argc, char **argv, bench_opts *o) {
         {"help", no_argument, 0, O_HELP},             {"conns", required_argument, 0, O_CONNS},
         {"ping-interval", required_argument, 0, O_PING}, {"rate", required_argument, 0, O_RATE},
         {"group-size", required_argument, 0, O_GSIZE}, {"verify-every", required_argument, 0, O_VERIFY},
-        {"ack-log", required_argument, 0, O_ACKLOG},
+        {"ack-log", required_argument, 0, O_ACKLOG}, {"cmn", required_argument, 0, O_CMN},
         {0, 0, 0, 0},
     };
     memset(o, 0, sizeof *o);
@@ -213,6 +215,10 @@ static int parse_opts(int argc, char **argv, bench_opts *o) {
             break;
         case O_JSON: o->json = 1; break;
         case O_ACKLOG: o->ack_log = optarg; break;
+        case O_CMN:
+            if (strcmp(optarg, "seq") == 0) o->sequential_cmn = 1;
+            else if (strcmp(optarg, "random") != 0) bad = 1, fprintf(stderr, "magpie-bench: --cmn is random or seq\n");
+            break;
         case O_HELP: usage(stdout); exit(0);
         default: bad = 1;
         }
