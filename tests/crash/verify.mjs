@@ -3,7 +3,7 @@
 // A cycle's channels are those magpie-bench's `mixed` workload creates (bench/plan.c): person
 // pairs "<p>a<i>" -> "<p>b<i>", groups "<p>g<i>" whose member u0 sends, and the big group
 // "<p>fan" whose member f0 sends. Each channel has exactly one sender on one connection, so
-// its k-th stored message must be the sender's k-th SEND: client_msg_no "<p>-<idx>-<k>" and
+// its k-th stored message must be the sender's k-th SEND: client_msg_no "<h>-<p>-<idx>-<k>" and
 // a payload with "seq":k, "src":idx. That single rule catches lost, duplicated, reordered and
 // foreign messages; the ack log then pins every acknowledged (message_seq, client_msg_no,
 // message_id), and the conversation rows must agree with the stored messages.
@@ -26,6 +26,21 @@ export function planChannels(p, w) {
   // f1 is an online receiver, the last member never connects.
   chans.push({ prefix: p, type: 2, id: `${p}fan`, sender: `${p}f0`, idx: np + w.groups, readers: [`${p}f1`, `${p}f${w.bigMembers - 1}`] });
   return chans;
+}
+
+const M64 = (1n << 64n) - 1n;
+
+/**
+ * The client_msg_no magpie-bench sends as connection idx's k-th SEND (bench/client.c
+ * client_msg_no): a splitmix64 hash of (idx, k) in 16 hex digits, random-looking as a real
+ * SDK's, then "<p>-<idx>-<k>".
+ */
+export function benchCmn(p, idx, k) {
+  let h = (((BigInt(idx) << 32n) | BigInt(k)) + 0x9e3779b97f4a7c15n) & M64;
+  h = ((h ^ (h >> 30n)) * 0xbf58476d1ce4e5b9n) & M64;
+  h = ((h ^ (h >> 27n)) * 0x94d049bb133111ebn) & M64;
+  h ^= h >> 31n;
+  return `${h.toString(16).padStart(16, '0')}-${p}-${idx}-${k}`;
 }
 
 /** key of a channel as the ack log names it: "<channel_id> <channel_type>". */
@@ -141,7 +156,7 @@ export async function verifyChannel(api, ch, acks, fail) {
   const bad = [];
   msgs.forEach((m, i) => {
     const k = i + 1;
-    const want = `${ch.prefix}-${ch.idx}-${k}`;
+    const want = benchCmn(ch.prefix, ch.idx, k);
     const p = payloadOf(m);
     const why = [];
     if (m.message_seq !== k) why.push(`message_seq ${m.message_seq} (gap or duplicate)`);
@@ -211,7 +226,7 @@ async function verifyConversations(api, ch, max, lastMsg, fail) {
  */
 export async function sendNext(api, ch, rec, fail) {
   const k = rec.max + 1;
-  const cmn = `${ch.prefix}-${ch.idx}-${k}`;
+  const cmn = benchCmn(ch.prefix, ch.idx, k);
   const payload = Buffer.from(JSON.stringify({ type: 1, seq: k, src: ch.idx, pad: 'after the restart' })).toString('base64');
   const r = await api.post('/message/send', { header: { red_dot: 1 }, from_uid: ch.sender, channel_id: ch.id, channel_type: ch.type, client_msg_no: cmn, payload });
   if (r.data?.message_seq !== k) {
