@@ -132,9 +132,9 @@ typedef struct bthread {
     uint32_t ndirty;
     uint8_t *rbuf;               /* libuv read buffer, shared by this thread's connections */
     mp_buf plain, enc;           /* scratch for one payload */
-    int seen_phase;
-    atomic_int phase_seen;       /* seen_phase, for the main thread: once it is PH_DRAIN this
-                                  * thread sends nothing more, so its in-flight count is final */
+    atomic_int seen_phase;       /* the last phase on_wake acted on; read by the main thread:
+                                  * once it is PH_DRAIN this thread sends nothing more, so its
+                                  * in-flight count is final */
     int printed;                 /* error lines printed so far */
     uint64_t last_ping_ns;
     /* --rate: token bucket refilled by rate_timer */

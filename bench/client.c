@@ -187,10 +187,9 @@ static void on_flush(uv_prepare_t *p) {
 
 /* ---- sending -------------------------------------------------------------------------- */
 
-/* The client_msg_no of a sender's SEND: "<prefix>-<connection index>-<clientSeq>". */
-/* Real clients make client_msg_no random (the JS SDK: a UUID v4 in hex, then "3"), so a
- * channel's numbers reach the server's index in no order; a hex hash of (connection, seq)
- * in front does the same here. The rest names the message for --ack-log and the checks.
+/* The client_msg_no of a sender's SEND. Real clients make it random (the JS SDK: a UUID v4
+ * in hex, then "3"), so a channel's numbers reach the server's index in no order; a hex
+ * hash of (connection, seq) in front does the same here. The rest names the message for --ack-log and the checks.
  * --cmn seq leaves the hash out: numbers of one sender then sort nearly in sending order,
  * which is far cheaper for the server's client_msg_no index (docs/performance.md). */
 static int client_msg_no(const bconn *c, uint32_t seq, char out[96]) {
@@ -682,9 +681,8 @@ static void on_tick(uv_timer_t *t) {
 static void on_wake(uv_async_t *a) {
     bthread *th = a->data;
     int ph = phase_of(th);
-    if (ph == th->seen_phase) return;
-    th->seen_phase = ph;
-    atomic_store(&th->phase_seen, ph);
+    if (ph == atomic_load(&th->seen_phase)) return;
+    atomic_store(&th->seen_phase, ph);
     if (ph == PH_RUN) {
         for (uint32_t i = 0; i < th->n; i++) fill_window(th->conns[i]);
     } else if (ph == PH_QUIT) {
@@ -721,7 +719,7 @@ int client_threads_start(bench_ctx *ctx) {
         th->dirty = mp_calloc(th->n ? th->n : 1, sizeof *th->dirty);
         th->rbuf = mp_malloc(RBUF_SIZE);
         th->last_ping_ns = bench_mono_ns();
-        th->seen_phase = PH_CONNECT;
+        atomic_init(&th->seen_phase, PH_CONNECT);
         hist_init(&th->st.sendack);
         hist_init(&th->st.e2e);
         hist_init(&th->st.connect);

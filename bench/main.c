@@ -282,7 +282,7 @@ static uint64_t sum_atomic(bench_ctx *ctx, size_t field_off) {
 
 static int all_threads_saw(bench_ctx *ctx, int phase) {
     for (uint32_t t = 0; t < ctx->o.threads; t++)
-        if (atomic_load(&ctx->threads[t].phase_seen) < phase) return 0;
+        if (atomic_load(&ctx->threads[t].seen_phase) < phase) return 0;
     return 1;
 }
 

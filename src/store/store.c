@@ -404,46 +404,51 @@ static int conv_decode(const MDB_val *v, store_conv *c) {
  * point reads and writes go through the map; prefix_scan writes it back first. */
 static int cached_db(int db) { return db == DB_LASTSEQ || db == DB_CONV; }
 
+/* Straight to LMDB, whatever the write-back map holds. */
+static int db_get(tx *t, int db, MDB_val key, MDB_val *v) {
+    return tx_err(t, mdb_get(t->txn, t->s->dbi[db], &key, v), db_names[db]);
+}
+
+static int db_put(tx *t, int db, MDB_val key, const void *p, size_t n) {
+    MDB_val val = {n, (void *)(p ? p : "")};
+    return tx_err(t, mdb_put(t->txn, t->s->dbi[db], &key, &val, 0), db_names[db]);
+}
+
+/* Delete; absent is fine. */
+static int db_del(tx *t, int db, MDB_val key) {
+    int rc = tx_err(t, mdb_del(t->txn, t->s->dbi[db], &key, NULL), db_names[db]);
+    return rc == MP_ENOTFOUND ? MP_OK : rc;
+}
+
 static int tx_get(tx *t, int db, kbuf *k, MDB_val *v) {
-    MDB_val key = kb_val(k);
-    if (!t->wb || !cached_db(db)) return tx_err(t, mdb_get(t->txn, t->s->dbi[db], &key, v), db_names[db]);
+    if (!t->wb || !cached_db(db)) return db_get(t, db, kb_val(k), v);
     const wb_entry *e = wbmap_get(t->wb, (uint8_t)db, k->b, k->n);
     if (e) {
         *v = (MDB_val){e->vlen, e->val};
         return e->state == WB_PRESENT || e->state == WB_PUT ? MP_OK : MP_ENOTFOUND;
     }
-    int rc = tx_err(t, mdb_get(t->txn, t->s->dbi[db], &key, v), db_names[db]);
+    int rc = db_get(t, db, kb_val(k), v);
     if (rc == MP_OK || rc == MP_ENOTFOUND)
         wbmap_set(t->wb, (uint8_t)db, k->b, k->n, rc == MP_OK ? WB_PRESENT : WB_ABSENT, v->mv_data, v->mv_size);
     return rc;
 }
 
 static int tx_put(tx *t, int db, kbuf *k, const void *p, size_t n) {
-    if (t->wb && cached_db(db)) {
-        wbmap_set(t->wb, (uint8_t)db, k->b, k->n, WB_PUT, p, n);
-        return MP_OK;
-    }
-    MDB_val key = kb_val(k), val = {n, (void *)(p ? p : "")};
-    return tx_err(t, mdb_put(t->txn, t->s->dbi[db], &key, &val, 0), db_names[db]);
+    if (!t->wb || !cached_db(db)) return db_put(t, db, kb_val(k), p, n);
+    wbmap_set(t->wb, (uint8_t)db, k->b, k->n, WB_PUT, p, n);
+    return MP_OK;
 }
 
 /* Delete; absent is fine. */
 static int tx_del(tx *t, int db, kbuf *k) {
-    if (t->wb && cached_db(db)) {
-        wbmap_set(t->wb, (uint8_t)db, k->b, k->n, WB_DEL, NULL, 0);
-        return MP_OK;
-    }
-    MDB_val key = kb_val(k);
-    int rc = tx_err(t, mdb_del(t->txn, t->s->dbi[db], &key, NULL), db_names[db]);
-    return rc == MP_ENOTFOUND ? MP_OK : rc;
+    if (!t->wb || !cached_db(db)) return db_del(t, db, kb_val(k));
+    wbmap_set(t->wb, (uint8_t)db, k->b, k->n, WB_DEL, NULL, 0);
+    return MP_OK;
 }
 
 static int write_back_row(void *ctx, const wb_entry *e) {
-    tx *t = ctx;
-    MDB_val key = {e->klen, (void *)e->key}, val = {e->vlen, e->val ? (void *)e->val : ""};
-    int rc = e->state == WB_PUT ? mdb_put(t->txn, t->s->dbi[e->tag], &key, &val, 0)
-                                : mdb_del(t->txn, t->s->dbi[e->tag], &key, NULL);
-    return rc == MDB_NOTFOUND && e->state == WB_DEL ? MP_OK : tx_err(t, rc, db_names[e->tag]);
+    MDB_val key = {e->klen, (void *)e->key};
+    return e->state == WB_PUT ? db_put(ctx, e->tag, key, e->val, e->vlen) : db_del(ctx, e->tag, key);
 }
 
 /* Write the batch's dirty rows to LMDB (before a commit or a scan); they stay in the map,
